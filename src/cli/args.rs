@@ -1,0 +1,100 @@
+//! Argument groups shared by `explain`, `preview` and `send`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use lettre::message::Mailbox;
+
+use crate::resolve::TemplateSelector;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Who sends what: the request context.
+#[derive(Debug, Clone, Args)]
+pub struct ContextArgs {
+    /// Administration (company) the message is sent for.
+    #[arg(long, short = 'a')]
+    pub administration: String,
+    /// User on whose behalf the message is sent.
+    #[arg(long, short = 'u')]
+    pub user: String,
+    /// Business process, e.g. `sales_invoice`; the language table picks the template.
+    #[arg(
+        long,
+        short = 'p',
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    pub process: Option<String>,
+    /// Language of the message, e.g. `nl` or `nl-BE` (falls back to `nl`, then the defaults).
+    #[arg(long, short = 'l', requires = "process")]
+    pub language: Option<String>,
+    /// Use this template instead of the language table.
+    #[arg(long, short = 't')]
+    pub template: Option<String>,
+    /// A file with one `smtp`, `sendmail` or `file` block that replaces every
+    /// profile's transport (staging, local tests); who sends what is unchanged.
+    #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+    pub transport_override: Option<PathBuf>,
+}
+
+impl ContextArgs {
+    pub fn selector(&self) -> TemplateSelector<'_> {
+        match (&self.template, &self.process) {
+            (Some(template), _) => TemplateSelector::Template(template),
+            (None, Some(process)) => TemplateSelector::Process {
+                process,
+                language: self.language.as_deref(),
+            },
+            (None, None) => unreachable!("clap requires --process or --template"),
+        }
+    }
+}
+
+/// What the message carries beyond the configuration.
+#[derive(Debug, Clone, Args)]
+pub struct MessageArgs {
+    /// Recipient (repeatable): `name@example.com` or `Name <name@example.com>`.
+    #[arg(long, required = true, value_parser = parse_mailbox)]
+    pub to: Vec<Mailbox>,
+    /// Visible copy recipient (repeatable).
+    #[arg(long, value_parser = parse_mailbox)]
+    pub cc: Vec<Mailbox>,
+    /// YAML or JSON file with the template variables.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Attach a file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Fixed Date header, RFC 3339 in UTC (`2026-12-01T09:00:00Z`), for reproducible output.
+    #[arg(long, value_parser = parse_date)]
+    pub date: Option<std::time::SystemTime>,
+    /// Fixed Message-ID (`<id@domain>`), for reproducible output.
+    #[arg(long, value_parser = parse_message_id)]
+    pub message_id: Option<String>,
+}
+
+fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+    text.parse::<Mailbox>()
+        .map_err(|e| format!("`{text}` is not an e-mail address ({e})"))
+}
+
+fn parse_date(text: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339(text).map_err(|e| format!("{e}; write e.g. 2026-12-01T09:00:00Z"))
+}
+
+fn parse_message_id(text: &str) -> Result<String, String> {
+    let valid = text.starts_with('<')
+        && text.ends_with('>')
+        && text.contains('@')
+        && text.chars().all(|c| c.is_ascii_graphic());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("write it as `<unique-part@domain>`".into())
+    }
+}

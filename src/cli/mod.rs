@@ -1,0 +1,198 @@
+//! Command line: clap types, one file per subcommand. The only module that
+//! prints. Exit codes: 0 ok, 1 a negative answer (invalid config, unknown
+//! name, rejected mail), 2 usage or I/O error.
+
+mod args;
+mod explain;
+mod preview;
+mod report;
+mod send;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LoadError, Loaded, Located, Transport};
+use crate::render::{FileAttachment, MessageInput, RenderError};
+use crate::resolve::{Request, ResolveError};
+use crate::transport::SendError;
+
+pub use args::{ContextArgs, Format, MessageArgs};
+
+/// E-mail configuration as code: validate, explain, preview and send.
+#[derive(Debug, Parser)]
+#[command(name = "mailrules", version, about)]
+pub struct Cli {
+    /// Config file, or directory read recursively (*.yaml, *.yml).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "MAILRULES_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the JSON Schema of a config file.
+    Schema,
+    /// Check the configuration: YAML, schema and references. Exit 1 when invalid.
+    Validate {
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Show which template and profile a message uses, and why.
+    Explain {
+        #[command(flatten)]
+        context: ContextArgs,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Print the exact message that `send` would transmit.
+    Preview {
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        message: MessageArgs,
+    },
+    /// Send the message through the resolved transport.
+    Send {
+        #[command(flatten)]
+        context: ContextArgs,
+        #[command(flatten)]
+        message: MessageArgs,
+    },
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read `{}`: {error}", path.display())]
+    Input {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Load(LoadError::Io { .. }) | CliError::Usage(_) | CliError::Input { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            report::error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Runs one command; `Ok` carries the exit code of a completed command.
+pub fn run(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Schema => {
+            print!("{}", config::schema::SCHEMA);
+            Ok(0)
+        }
+        Command::Validate { format } => validate::run(&config_path(&cli.config)?, format),
+        Command::Explain { context, format } => {
+            explain::run(&config_path(&cli.config)?, &context, format)
+        }
+        Command::Preview { context, message } => {
+            preview::run(&config_path(&cli.config)?, &context, &message)
+        }
+        Command::Send { context, message } => {
+            send::run(&config_path(&cli.config)?, &context, &message)
+        }
+    }
+}
+
+fn config_path(config: &Option<PathBuf>) -> Result<PathBuf, CliError> {
+    config.clone().ok_or_else(|| {
+        CliError::Usage("no configuration given: pass --config PATH or set MAILRULES_CONFIG".into())
+    })
+}
+
+/// The loaded config and the optional transport override of a command.
+pub(crate) struct Prepared {
+    pub loaded: Loaded,
+    pub transport_override: Option<Located<Transport>>,
+}
+
+impl Prepared {
+    pub fn load(path: &Path, context: &ContextArgs) -> Result<Self, CliError> {
+        let loaded = config::load(path)?;
+        let transport_override = match &context.transport_override {
+            Some(file) => Some(config::load_transport_override(file)?),
+            None => None,
+        };
+        Ok(Prepared {
+            loaded,
+            transport_override,
+        })
+    }
+
+    pub fn request<'a>(&'a self, context: &'a ContextArgs) -> Request<'a> {
+        Request {
+            administration: &context.administration,
+            user: &context.user,
+            selector: context.selector(),
+            transport_override: self.transport_override.as_ref(),
+        }
+    }
+}
+
+/// Reads the data file and attachments named on the command line.
+fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
+    let data = match &args.data {
+        Some(path) => config::load_data(path)?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let attachments = args
+        .attach
+        .iter()
+        .map(|path| {
+            let content = std::fs::read(path).map_err(|error| CliError::Input {
+                path: path.clone(),
+                error,
+            })?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "attachment".into());
+            Ok(FileAttachment { name, content })
+        })
+        .collect::<Result<_, CliError>>()?;
+    Ok(MessageInput {
+        to: args.to.clone(),
+        cc: args.cc.clone(),
+        data,
+        attachments,
+        date: args.date,
+        message_id: args.message_id.clone(),
+    })
+}

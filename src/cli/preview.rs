@@ -1,0 +1,33 @@
+//! `mailrules preview`: the exact bytes `send` would transmit, on stdout;
+//! the envelope (which holds the BCC) as a note on stderr.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::render;
+use crate::resolve;
+
+use super::{CliError, ContextArgs, MessageArgs, Prepared, message_input};
+
+pub fn run(path: &Path, context: &ContextArgs, message: &MessageArgs) -> Result<u8, CliError> {
+    let prepared = Prepared::load(path, context)?;
+    let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
+    let rendered = render::render(&resolution, &message_input(message)?)?;
+    let envelope = rendered.envelope();
+    eprintln!(
+        "envelope: from {} to {}",
+        envelope
+            .from()
+            .map_or("<>".to_string(), ToString::to_string),
+        envelope
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = stdout.write_all(&rendered.bytes());
+    Ok(0)
+}

@@ -1,0 +1,76 @@
+//! Diagnostics and errors for people (rustc style, to stderr) and for
+//! machines (JSON).
+
+use std::fmt::Write as _;
+
+use crate::config::{Diagnostic, LoadError};
+
+use super::CliError;
+
+/// One diagnostic in rustc style:
+///
+/// ```text
+/// error: unknown key `reply_too`
+///   --> profiles.yaml:12:5 (profiles.billing.reply_too)
+///    |
+/// 12 |     reply_too: x@y.example
+///    |     ^
+///    = hint: known keys here: ...
+/// ```
+pub fn diagnostic(d: &Diagnostic) -> String {
+    let mut out = format!("{}: {}\n", d.severity, d.message);
+    if let Some(at) = &d.location {
+        let path = if d.path.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.path)
+        };
+        let _ = writeln!(out, "  --> {at}{path}");
+        if let Some(line) = &d.source_line {
+            let number = at.line.to_string();
+            let pad = " ".repeat(number.len());
+            let caret_pad: String = line
+                .chars()
+                .take(at.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{number} | {line}");
+            let _ = writeln!(out, "{pad} | {caret_pad}^");
+        }
+    } else if !d.path.is_empty() {
+        let _ = writeln!(out, "  --> {}", d.path);
+    }
+    if let Some(hint) = &d.hint {
+        let _ = writeln!(out, "  = hint: {hint}");
+    }
+    out
+}
+
+/// Prints a failed command's error, with its hint, to stderr.
+pub fn error(error: &CliError) {
+    match error {
+        CliError::Load(LoadError::Invalid { diagnostics }) => {
+            for d in diagnostics {
+                eprint!("{}", diagnostic(d));
+            }
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("error: the configuration has {errors} error(s); nothing was sent");
+        }
+        other => {
+            eprintln!("error: {other}");
+            if let Some(hint) = hint(other) {
+                eprintln!("  = hint: {hint}");
+            }
+        }
+    }
+}
+
+fn hint(error: &CliError) -> Option<String> {
+    match error {
+        CliError::Resolve(e) => Some(e.hint()),
+        CliError::Render(e) => e.hint(),
+        CliError::Send(e) => e.hint(),
+        _ => None,
+    }
+}

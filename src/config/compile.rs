@@ -1,0 +1,825 @@
+//! Raw files -> one checked [`Config`]: merges the files (ids unique across
+//! them), parses addresses, resolves paths and checks every reference.
+//! Problems are collected, never thrown, so one run reports them all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+
+use super::diagnostic::{Diagnostic, Location, dotted_path, pointer_join};
+use super::model::*;
+use super::raw::*;
+use super::source::SourceFile;
+
+/// Default seconds for connecting and for each SMTP command.
+const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
+
+/// A file that parsed and matched the schema.
+#[derive(Debug)]
+pub struct ParsedFile {
+    pub source: SourceFile,
+    pub raw: RawFile,
+}
+
+/// Builds the configuration; `None` when any error was found.
+pub fn compile(files: &[ParsedFile]) -> (Option<Config>, Vec<Diagnostic>) {
+    let mut out = Diagnostics::default();
+    let mut merged = Merged::default();
+    for file in files {
+        merge_file(file, &mut merged, &mut out);
+    }
+    let Some(system) = merged.system.take() else {
+        out.push(
+            Diagnostic::error(None, "system", "no file has a `system` section").with_hint(
+                "add `system:` with `default_language`, `languages` and `processes` to one file",
+            ),
+        );
+        return (None, out.0);
+    };
+    let config = Config {
+        system,
+        profiles: merged
+            .profiles
+            .into_iter()
+            .map(|(k, (v, _))| (k, v))
+            .collect(),
+        administrations: merged
+            .administrations
+            .into_iter()
+            .map(|(k, (v, _))| (k, v))
+            .collect(),
+        users: merged.users.into_iter().map(|(k, (v, _))| (k, v)).collect(),
+        templates: merged
+            .templates
+            .into_iter()
+            .map(|(k, (v, _))| (k, v))
+            .collect(),
+        alerts: merged.alerts,
+    };
+    check_references(&config, &mut out);
+    let failed = out.0.iter().any(Diagnostic::is_error);
+    (if failed { None } else { Some(config) }, out.0)
+}
+
+/// Compiles the transport of a `--transport-override` file.
+pub fn compile_transport(
+    source: &SourceFile,
+    raw: &RawTransport,
+) -> Result<Located<Transport>, Vec<Diagnostic>> {
+    let mut out = Diagnostics::default();
+    let file = FileCtx::new(source);
+    let transport = file.transport(raw, "", &mut out);
+    match transport {
+        Some(t) if out.0.iter().all(|d| !d.is_error()) => Ok(Located::new(t, file.value_at(""))),
+        _ => Err(out.0),
+    }
+}
+
+#[derive(Default)]
+struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+}
+
+#[derive(Default)]
+struct Merged {
+    system: Option<System>,
+    alerts: Option<Alerts>,
+    profiles: BTreeMap<String, (Profile, Location)>,
+    administrations: BTreeMap<String, (Administration, Location)>,
+    users: BTreeMap<String, (User, Location)>,
+    templates: BTreeMap<String, (Template, Location)>,
+}
+
+/// Inserts `id` unless another file defined it already.
+fn insert_unique<T>(
+    section: &str,
+    map: &mut BTreeMap<String, (T, Location)>,
+    id: &str,
+    value: T,
+    at: Location,
+    out: &mut Diagnostics,
+) {
+    if let Some((_, first)) = map.get(id) {
+        out.push(
+            Diagnostic::error(
+                Some(at),
+                format!("{section}.{id}"),
+                format!("`{id}` is defined twice in `{section}`; first at {first}"),
+            )
+            .with_hint("ids are unique across all config files: rename or remove one"),
+        );
+        return;
+    }
+    map.insert(id.to_string(), (value, at));
+}
+
+/// Locations and relative paths within one file.
+struct FileCtx<'a> {
+    source: &'a SourceFile,
+    dir: PathBuf,
+}
+
+impl<'a> FileCtx<'a> {
+    fn new(source: &'a SourceFile) -> Self {
+        let dir = source
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        FileCtx { source, dir }
+    }
+
+    fn value_at(&self, pointer: &str) -> Location {
+        self.source.value_at(pointer)
+    }
+
+    fn key_at(&self, pointer: &str) -> Location {
+        self.source.key_at(pointer)
+    }
+
+    fn located<T>(&self, value: T, pointer: &str) -> Located<T> {
+        Located::new(value, self.value_at(pointer))
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    fn mailbox(
+        &self,
+        text: &str,
+        pointer: &str,
+        out: &mut Diagnostics,
+    ) -> Option<Located<Mailbox>> {
+        match text.parse::<Mailbox>() {
+            Ok(mailbox) => Some(self.located(mailbox, pointer)),
+            Err(error) => {
+                out.push(
+                    Diagnostic::error(
+                        Some(self.value_at(pointer)),
+                        dotted_path(pointer),
+                        format!("`{text}` is not a valid e-mail address ({error})"),
+                    )
+                    .with_hint("write `name@example.com` or `Display Name <name@example.com>`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn mailboxes(&self, texts: &[String], pointer: &str, out: &mut Diagnostics) -> Vec<Mailbox> {
+        texts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                self.mailbox(text, &pointer_join(pointer, &i.to_string()), out)
+                    .map(|m| m.value)
+            })
+            .collect()
+    }
+
+    fn optional_id(&self, id: &Option<String>, pointer: &str) -> Option<Located<String>> {
+        id.as_ref().map(|id| self.located(id.clone(), pointer))
+    }
+
+    fn account(&self, raw: &RawAccount, pointer: &str, out: &mut Diagnostics) -> Located<Account> {
+        let password_pointer = pointer_join(pointer, "password");
+        let password = match (&raw.password.env, &raw.password.file) {
+            (Some(name), _) => Secret::Env(name.clone()),
+            (None, Some(file)) => Secret::File(self.path(file)),
+            (None, None) => unreachable!("the schema requires `env` or `file`"),
+        };
+        if let Secret::Env(name) = &password {
+            if std::env::var_os(name).is_none() {
+                out.push(
+                    Diagnostic::warning(
+                        Some(self.value_at(&password_pointer)),
+                        dotted_path(&password_pointer),
+                        format!("environment variable `{name}` is not set here"),
+                    )
+                    .with_hint(format!(
+                        "sending with this account fails until `{name}` is set"
+                    )),
+                );
+            }
+        }
+        self.located(
+            Account {
+                username: raw.username.clone(),
+                password,
+            },
+            pointer,
+        )
+    }
+
+    fn signature(&self, raw: &RawSignature) -> Signature {
+        Signature {
+            text: raw.text.clone(),
+            html: raw.html.clone(),
+        }
+    }
+
+    fn transport(
+        &self,
+        raw: &RawTransport,
+        pointer: &str,
+        out: &mut Diagnostics,
+    ) -> Option<Transport> {
+        if let Some(smtp) = &raw.smtp {
+            let pointer = pointer_join(pointer, "smtp");
+            let security = match smtp.security.unwrap_or(RawSecurity::Starttls) {
+                RawSecurity::Starttls => Security::Starttls,
+                RawSecurity::Tls => Security::Tls,
+                RawSecurity::None => Security::None,
+            };
+            let default_port = match security {
+                Security::Starttls => 587,
+                Security::Tls => 465,
+                Security::None => 25,
+            };
+            let ca_file = smtp.ca_file.as_ref().map(|f| self.path(f));
+            if let Some(ca) = &ca_file {
+                self.require_file(ca, &pointer_join(&pointer, "ca_file"), out);
+            }
+            return Some(Transport::Smtp(Smtp {
+                host: smtp.host.clone(),
+                port: smtp.port.unwrap_or(default_port),
+                security,
+                ca_file,
+                hello_name: smtp.hello_name.clone(),
+                timeout: Duration::from_secs(
+                    smtp.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                ),
+                auth: smtp
+                    .auth
+                    .as_ref()
+                    .map(|a| self.account(a, &pointer_join(&pointer, "auth"), out)),
+            }));
+        }
+        if let Some(sendmail) = &raw.sendmail {
+            let command = sendmail.command.as_deref().unwrap_or(DEFAULT_SENDMAIL);
+            return Some(Transport::Sendmail(Sendmail {
+                command: PathBuf::from(command),
+            }));
+        }
+        raw.file.as_ref().map(|file| {
+            Transport::File(FileDrop {
+                dir: self.path(&file.dir),
+            })
+        })
+    }
+
+    fn copy_to_sent(
+        &self,
+        raw: &RawCopyToSent,
+        pointer: &str,
+        out: &mut Diagnostics,
+    ) -> Located<CopyToSent> {
+        let security = match raw.security {
+            Some(RawSecurity::Starttls) => Security::Starttls,
+            _ => Security::Tls,
+        };
+        out.push(
+            Diagnostic::warning(
+                Some(self.key_at(pointer)),
+                dotted_path(pointer),
+                "`copy_to_sent` is declared but this version does not store copies yet",
+            )
+            .with_hint("messages are sent normally; keep a BCC to a sent-items mailbox until copying lands"),
+        );
+        self.located(
+            CopyToSent {
+                host: raw.host.clone(),
+                port: raw
+                    .port
+                    .unwrap_or(if security == Security::Tls { 993 } else { 143 }),
+                security,
+                account: self
+                    .account(&raw.account, &pointer_join(pointer, "account"), out)
+                    .value,
+                folder: raw.folder.clone().unwrap_or_else(|| "Sent".into()),
+                create_folder: raw.create_folder.unwrap_or(false),
+            },
+            pointer,
+        )
+    }
+
+    fn require_file(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {
+        if !path.is_file() {
+            out.push(
+                Diagnostic::error(
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
+                    format!("file `{}` does not exist", path.display()),
+                )
+                .with_hint(format!(
+                    "paths are relative to the directory of this config file ({})",
+                    self.dir.display()
+                )),
+            );
+        }
+    }
+}
+
+fn merge_file(file: &ParsedFile, merged: &mut Merged, out: &mut Diagnostics) {
+    let ctx = FileCtx::new(&file.source);
+    let raw = &file.raw;
+    if let Some(system) = &raw.system {
+        let at = ctx.key_at("/system");
+        match &merged.system {
+            Some(first) => out.push(
+                Diagnostic::error(
+                    Some(at),
+                    "system",
+                    format!("a second `system` section; the first is at {}", first.at),
+                )
+                .with_hint("keep exactly one `system` section across all files"),
+            ),
+            None => merged.system = Some(compile_system(&ctx, system)),
+        }
+    }
+    if let Some(alerts) = &raw.alerts {
+        let at = ctx.key_at("/alerts");
+        match &merged.alerts {
+            Some(first) => out.push(
+                Diagnostic::error(
+                    Some(at),
+                    "alerts",
+                    format!("a second `alerts` section; the first is at {}", first.at),
+                )
+                .with_hint("keep at most one `alerts` section across all files"),
+            ),
+            None => merged.alerts = Some(compile_alerts(&ctx, alerts, out)),
+        }
+    }
+    for (id, profile) in &raw.profiles {
+        let pointer = pointer_join("/profiles", id);
+        if let Some(profile) = compile_profile(&ctx, id, profile, &pointer, out) {
+            insert_unique(
+                "profiles",
+                &mut merged.profiles,
+                id,
+                profile,
+                ctx.key_at(&pointer),
+                out,
+            );
+        }
+    }
+    for (id, admin) in &raw.administrations {
+        let pointer = pointer_join("/administrations", id);
+        let admin = compile_administration(&ctx, id, admin, &pointer);
+        insert_unique(
+            "administrations",
+            &mut merged.administrations,
+            id,
+            admin,
+            ctx.key_at(&pointer),
+            out,
+        );
+    }
+    for (id, user) in &raw.users {
+        let pointer = pointer_join("/users", id);
+        let user = compile_user(&ctx, id, user, &pointer, out);
+        insert_unique(
+            "users",
+            &mut merged.users,
+            id,
+            user,
+            ctx.key_at(&pointer),
+            out,
+        );
+    }
+    for (id, template) in &raw.templates {
+        let pointer = pointer_join("/templates", id);
+        let template = compile_template(&ctx, id, template, &pointer, out);
+        insert_unique(
+            "templates",
+            &mut merged.templates,
+            id,
+            template,
+            ctx.key_at(&pointer),
+            out,
+        );
+    }
+}
+
+fn compile_system(ctx: &FileCtx<'_>, raw: &RawSystem) -> System {
+    System {
+        at: ctx.key_at("/system"),
+        profile: ctx.optional_id(&raw.profile, "/system/profile"),
+        default_language: ctx.located(raw.default_language.clone(), "/system/default_language"),
+        languages: raw.languages.clone(),
+        processes: raw.processes.clone(),
+    }
+}
+
+fn compile_profile(
+    ctx: &FileCtx<'_>,
+    id: &str,
+    raw: &RawProfile,
+    pointer: &str,
+    out: &mut Diagnostics,
+) -> Option<Profile> {
+    let transport = RawTransport {
+        smtp: raw.smtp.clone(),
+        sendmail: raw.sendmail.clone(),
+        file: raw.file.clone(),
+    };
+    let transport_key = ["smtp", "sendmail", "file"]
+        .into_iter()
+        .find(|key| {
+            ctx.source
+                .positions
+                .find(&pointer_join(pointer, key))
+                .is_some()
+        })
+        .unwrap_or("smtp");
+    let transport_at = ctx.key_at(&pointer_join(pointer, transport_key));
+    let transport = ctx.transport(&transport, pointer, out);
+    let from = ctx.mailbox(&raw.from, &pointer_join(pointer, "from"), out);
+    let reply_to = raw
+        .reply_to
+        .as_ref()
+        .and_then(|r| ctx.mailbox(r, &pointer_join(pointer, "reply_to"), out));
+    let bcc = raw.bcc.as_ref().map(|list| {
+        let bcc_pointer = pointer_join(pointer, "bcc");
+        ctx.located(ctx.mailboxes(list, &bcc_pointer, out), &bcc_pointer)
+    });
+    let copy_to_sent = raw
+        .copy_to_sent
+        .as_ref()
+        .map(|c| ctx.copy_to_sent(c, &pointer_join(pointer, "copy_to_sent"), out));
+    Some(Profile {
+        id: id.to_string(),
+        at: ctx.key_at(pointer),
+        description: raw.description.clone(),
+        transport: Located::new(transport?, transport_at),
+        from: from?,
+        reply_to,
+        bcc,
+        html: raw
+            .html
+            .map(|h| ctx.located(h, &pointer_join(pointer, "html"))),
+        signature: raw
+            .signature
+            .as_ref()
+            .map(|s| ctx.located(ctx.signature(s), &pointer_join(pointer, "signature"))),
+        copy_to_sent,
+    })
+}
+
+fn compile_administration(
+    ctx: &FileCtx<'_>,
+    id: &str,
+    raw: &RawAdministration,
+    pointer: &str,
+) -> Administration {
+    let table_pointer = pointer_join(pointer, "languages");
+    let languages = raw
+        .languages
+        .iter()
+        .map(|(language, processes)| {
+            let language_pointer = pointer_join(&table_pointer, language);
+            let processes = processes
+                .iter()
+                .map(|(process, template)| {
+                    let at = pointer_join(&language_pointer, process);
+                    (process.clone(), ctx.located(template.clone(), &at))
+                })
+                .collect();
+            (language.clone(), processes)
+        })
+        .collect();
+    Administration {
+        id: id.to_string(),
+        at: ctx.key_at(pointer),
+        name: raw.name.clone(),
+        profile: ctx.optional_id(&raw.profile, &pointer_join(pointer, "profile")),
+        default_language: raw
+            .default_language
+            .as_ref()
+            .map(|l| ctx.located(l.clone(), &pointer_join(pointer, "default_language"))),
+        languages,
+    }
+}
+
+fn compile_user(
+    ctx: &FileCtx<'_>,
+    id: &str,
+    raw: &RawUser,
+    pointer: &str,
+    out: &mut Diagnostics,
+) -> User {
+    let personal = raw.personal.as_ref().map(|p| {
+        let pointer = pointer_join(pointer, "personal");
+        let at = |key: &str| pointer_join(&pointer, key);
+        Personal {
+            at: ctx.key_at(&pointer),
+            enabled: ctx.located(p.enabled, &at("enabled")),
+            profile: ctx.optional_id(&p.profile, &at("profile")),
+            from: p
+                .from
+                .as_ref()
+                .and_then(|f| ctx.mailbox(f, &at("from"), out)),
+            reply_to: p
+                .reply_to
+                .as_ref()
+                .and_then(|r| ctx.mailbox(r, &at("reply_to"), out)),
+            signature: p
+                .signature
+                .as_ref()
+                .map(|s| ctx.located(ctx.signature(s), &at("signature"))),
+            account: p
+                .account
+                .as_ref()
+                .map(|a| ctx.account(a, &at("account"), out)),
+            copy_to_sent: p
+                .copy_to_sent
+                .as_ref()
+                .map(|c| ctx.copy_to_sent(c, &at("copy_to_sent"), out)),
+        }
+    });
+    User {
+        id: id.to_string(),
+        at: ctx.key_at(pointer),
+        name: raw.name.clone(),
+        personal,
+    }
+}
+
+fn compile_template(
+    ctx: &FileCtx<'_>,
+    id: &str,
+    raw: &RawTemplate,
+    pointer: &str,
+    out: &mut Diagnostics,
+) -> Template {
+    let at = |key: &str| pointer_join(pointer, key);
+    let attachments_pointer = at("attachments");
+    let attachments = raw
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let item = pointer_join(&attachments_pointer, &i.to_string());
+            let path = ctx.path(&a.path);
+            ctx.require_file(&path, &pointer_join(&item, "path"), out);
+            let name = a.name.clone().unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| a.path.clone())
+            });
+            Attachment {
+                at: ctx.value_at(&item),
+                path,
+                name,
+            }
+        })
+        .collect();
+    Template {
+        id: id.to_string(),
+        at: ctx.key_at(pointer),
+        description: raw.description.clone(),
+        process: raw.process.clone(),
+        language: raw.language.clone(),
+        profile: ctx.optional_id(&raw.profile, &at("profile")),
+        subject: ctx.located(raw.subject.clone(), &at("subject")),
+        text: raw
+            .text
+            .as_ref()
+            .map(|t| ctx.located(t.clone(), &at("text"))),
+        html: raw
+            .html
+            .as_ref()
+            .map(|h| ctx.located(h.clone(), &at("html"))),
+        disclaimer: raw.disclaimer.as_ref().map(|d| ctx.signature(d)),
+        attachments,
+    }
+}
+
+fn compile_alerts(ctx: &FileCtx<'_>, raw: &RawAlerts, out: &mut Diagnostics) -> Alerts {
+    let definitions = raw
+        .definitions
+        .iter()
+        .map(|(name, alert)| {
+            let pointer = pointer_join("/alerts/definitions", name);
+            let definition = AlertDefinition {
+                at: ctx.key_at(&pointer),
+                recipients: ctx.mailboxes(
+                    &alert.recipients,
+                    &pointer_join(&pointer, "recipients"),
+                    out,
+                ),
+                template: ctx.located(alert.template.clone(), &pointer_join(&pointer, "template")),
+                language: alert.language.clone(),
+            };
+            (name.clone(), definition)
+        })
+        .collect();
+    Alerts {
+        at: ctx.key_at("/alerts"),
+        profile: ctx.optional_id(&raw.profile, "/alerts/profile"),
+        admin_email: raw
+            .admin_email
+            .as_ref()
+            .and_then(|a| ctx.mailbox(a, "/alerts/admin_email", out)),
+        definitions,
+    }
+}
+
+/// Every id, language and process named anywhere must exist.
+fn check_references(config: &Config, out: &mut Diagnostics) {
+    let profile_ref = |reference: &Option<Located<String>>, path: &str, out: &mut Diagnostics| {
+        if let Some(id) = reference {
+            check_known(
+                &id.value,
+                &id.at,
+                path,
+                "profile",
+                config.profiles.keys(),
+                out,
+            );
+        }
+    };
+    let language_ref = |language: &str, at: &Location, path: &str, out: &mut Diagnostics| {
+        check_known(
+            language,
+            at,
+            path,
+            "language",
+            config.system.languages.iter(),
+            out,
+        );
+    };
+    let system = &config.system;
+    profile_ref(&system.profile, "system.profile", out);
+    language_ref(
+        &system.default_language.value,
+        &system.default_language.at,
+        "system.default_language",
+        out,
+    );
+
+    for (id, admin) in &config.administrations {
+        profile_ref(
+            &admin.profile,
+            &format!("administrations.{id}.profile"),
+            out,
+        );
+        if let Some(language) = &admin.default_language {
+            language_ref(
+                &language.value,
+                &language.at,
+                &format!("administrations.{id}.default_language"),
+                out,
+            );
+        }
+        for (language, processes) in &admin.languages {
+            let path = format!("administrations.{id}.languages.{language}");
+            if let Some(first) = processes.values().next() {
+                language_ref(language, &first.at, &path, out);
+            }
+            for (process, template) in processes {
+                let path = format!("{path}.{process}");
+                check_known(
+                    process,
+                    &template.at,
+                    &path,
+                    "process",
+                    system.processes.iter(),
+                    out,
+                );
+                check_known(
+                    &template.value,
+                    &template.at,
+                    &path,
+                    "template",
+                    config.templates.keys(),
+                    out,
+                );
+                let declared = config
+                    .templates
+                    .get(&template.value)
+                    .and_then(|t| t.process.as_ref());
+                if let Some(declared) = declared.filter(|declared| *declared != process) {
+                    out.push(
+                        Diagnostic::error(
+                            Some(template.at.clone()),
+                            path.clone(),
+                            format!(
+                                "template `{}` is for process `{declared}`, not `{process}`",
+                                template.value
+                            ),
+                        )
+                        .with_hint("map this process to a template written for it"),
+                    );
+                }
+            }
+        }
+    }
+    for (id, user) in &config.users {
+        if let Some(personal) = &user.personal {
+            profile_ref(
+                &personal.profile,
+                &format!("users.{id}.personal.profile"),
+                out,
+            );
+        }
+    }
+    for (id, template) in &config.templates {
+        profile_ref(&template.profile, &format!("templates.{id}.profile"), out);
+        if let Some(process) = &template.process {
+            check_known(
+                process,
+                &template.at,
+                &format!("templates.{id}.process"),
+                "process",
+                system.processes.iter(),
+                out,
+            );
+        }
+        if let Some(language) = &template.language {
+            language_ref(
+                language,
+                &template.at,
+                &format!("templates.{id}.language"),
+                out,
+            );
+        }
+    }
+    if let Some(alerts) = &config.alerts {
+        profile_ref(&alerts.profile, "alerts.profile", out);
+        for (name, alert) in &alerts.definitions {
+            let path = format!("alerts.definitions.{name}.template");
+            check_known(
+                &alert.template.value,
+                &alert.template.at,
+                &path,
+                "template",
+                config.templates.keys(),
+                out,
+            );
+        }
+    }
+}
+
+fn check_known<'a>(
+    name: &str,
+    at: &Location,
+    path: &str,
+    what: &str,
+    known: impl Iterator<Item = &'a String>,
+    out: &mut Diagnostics,
+) {
+    let known: Vec<&String> = known.collect();
+    if known.iter().any(|k| *k == name) {
+        return;
+    }
+    let hint = match closest(name, &known) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None if known.is_empty() => format!("no {what} is declared"),
+        None => format!(
+            "known {what}s: {}",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    out.push(
+        Diagnostic::error(Some(at.clone()), path, format!("unknown {what} `{name}`"))
+            .with_hint(hint),
+    );
+}
+
+/// The known name within edit distance 2 of `name`, if any.
+pub fn closest<'a>(name: &str, known: &[&'a String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

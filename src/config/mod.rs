@@ -1,0 +1,278 @@
+//! Files -> YAML -> schema -> semantic checks -> [`Config`] (immutable).
+//!
+//! `validate`, `explain`, `preview`, `send` (and later `serve`) all call
+//! [`load`], so what `validate` accepts is exactly what runs.
+
+mod compile;
+pub mod diagnostic;
+mod model;
+mod raw;
+pub mod schema;
+mod source;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use compile::closest;
+pub use diagnostic::{Diagnostic, Location, Severity};
+pub use model::*;
+
+use compile::ParsedFile;
+use source::SourceFile;
+
+/// A configuration that passed every check, with its warnings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The configuration could not be read at all (exit 2).
+    #[error("cannot read `{}`: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    /// The configuration was read and has problems (exit 1).
+    #[error("the configuration is invalid ({} error(s))", diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid { diagnostics: Vec<Diagnostic> },
+}
+
+/// Loads and checks a configuration: one file, or a directory read
+/// recursively (`*.yaml`, `*.yml`, sorted by path, hidden entries skipped).
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let files = config_files(path)?;
+    let mut diagnostics = Vec::new();
+    let mut parsed = Vec::new();
+    let mut sources = Vec::new();
+    for file in &files {
+        let text = read(file)?;
+        let source = SourceFile {
+            path: Arc::new(file.clone()),
+            text,
+            positions: Default::default(),
+        };
+        match parse_checked(source, schema::Kind::ConfigFile) {
+            Ok((source, value)) => match deserialize(&value, &source) {
+                Ok(raw) => parsed.push(ParsedFile { source, raw }),
+                Err(d) => {
+                    diagnostics.push(d);
+                    sources.push(source);
+                }
+            },
+            Err((source, found)) => {
+                diagnostics.extend(found);
+                sources.push(source);
+            }
+        }
+    }
+    if files.is_empty() {
+        diagnostics.push(
+            Diagnostic::error(
+                None,
+                "",
+                format!("no *.yaml or *.yml files in `{}`", path.display()),
+            )
+            .with_hint("point --config at a config file or a directory holding them"),
+        );
+    }
+    let config = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        let (config, found) = compile::compile(&parsed);
+        diagnostics.extend(found);
+        config
+    };
+    sources.extend(parsed.into_iter().map(|p| p.source));
+    attach_source_lines(&mut diagnostics, &sources, &files);
+    match config {
+        Some(config) => Ok(Loaded {
+            config,
+            warnings: diagnostics,
+            files,
+        }),
+        None => Err(LoadError::Invalid { diagnostics }),
+    }
+}
+
+/// Loads a `--transport-override` file: one `smtp`, `sendmail` or `file`
+/// block, checked like a profile's transport.
+pub fn load_transport_override(path: &Path) -> Result<Located<Transport>, LoadError> {
+    let source = SourceFile {
+        path: Arc::new(path.to_path_buf()),
+        text: read(path)?,
+        positions: Default::default(),
+    };
+    let result = parse_checked(source, schema::Kind::Transport).and_then(|(source, value)| {
+        let raw = match deserialize(&value, &source) {
+            Ok(raw) => raw,
+            Err(d) => return Err((source, vec![d])),
+        };
+        match compile::compile_transport(&source, &raw) {
+            Ok(transport) => Ok(transport),
+            Err(d) => Err((source, d)),
+        }
+    });
+    result.map_err(|(source, mut diagnostics)| {
+        attach_source_lines(&mut diagnostics, &[source], &[]);
+        LoadError::Invalid { diagnostics }
+    })
+}
+
+/// Reads a data file (YAML or JSON) of template variables.
+pub fn load_data(path: &Path) -> Result<Value, LoadError> {
+    let text = read(path)?;
+    let source = SourceFile {
+        path: Arc::new(path.to_path_buf()),
+        text,
+        positions: Default::default(),
+    };
+    match yaml::parse(&source.text) {
+        Ok(document) if document.value.is_object() => Ok(document.value),
+        Ok(_) => Err(LoadError::Invalid {
+            diagnostics: vec![
+                Diagnostic::error(
+                    Some(source.value_at("")),
+                    "",
+                    "template data must be a mapping of names to values",
+                )
+                .with_hint("write `name: value` pairs at the top level"),
+            ],
+        }),
+        Err(error) => {
+            let mut diagnostics = vec![yaml_diagnostic(&source, error)];
+            attach_source_lines(&mut diagnostics, &[source], &[]);
+            Err(LoadError::Invalid { diagnostics })
+        }
+    }
+}
+
+type Rejected = (SourceFile, Vec<Diagnostic>);
+
+/// YAML parse plus schema check of one file.
+fn parse_checked(
+    mut source: SourceFile,
+    kind: schema::Kind,
+) -> Result<(SourceFile, Value), Rejected> {
+    let document = match yaml::parse(&source.text) {
+        Ok(document) => document,
+        Err(error) => {
+            let d = yaml_diagnostic(&source, error);
+            return Err((source, vec![d]));
+        }
+    };
+    source.positions = document.positions;
+    if document.value.is_null() {
+        let d = Diagnostic::error(Some(source.value_at("")), "", "the file is empty")
+            .with_hint("add configuration to it or delete it; an empty file is rejected so that a truncated deploy cannot pass");
+        return Err((source, vec![d]));
+    }
+    let found = schema::check(&document.value, kind, &source);
+    if found.is_empty() {
+        Ok((source, document.value))
+    } else {
+        Err((source, found))
+    }
+}
+
+fn yaml_diagnostic(source: &SourceFile, error: yaml::YamlError) -> Diagnostic {
+    let at = Location::new(
+        source.path.clone(),
+        error.position.line,
+        error.position.column,
+    );
+    let d = Diagnostic::error(
+        Some(at),
+        diagnostic::dotted_path(&error.pointer),
+        error.message,
+    );
+    match error.hint {
+        Some(hint) => d.with_hint(hint),
+        None => d,
+    }
+}
+
+/// Schema-checked JSON -> raw types. The schema and these types describe the
+/// same document; a mismatch is a bug, reported rather than panicking.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    source: &SourceFile,
+) -> Result<T, Diagnostic> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let pointer: String = path
+            .split('.')
+            .filter(|s| !s.is_empty() && *s != "?")
+            .map(|s| format!("/{}", s.trim_start_matches('[').trim_end_matches(']')))
+            .collect();
+        Diagnostic::error(
+            Some(source.value_at(&pointer)),
+            path,
+            format!("cannot read this value: {}", error.inner()),
+        )
+        .with_hint("this is a mailrules bug (schema and model disagree); please report it")
+    })
+}
+
+fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile], _files: &[PathBuf]) {
+    for d in diagnostics {
+        let Some(at) = &d.location else { continue };
+        let source = sources.iter().find(|s| s.path == at.file);
+        d.source_line = source.and_then(|s| s.line(at.line)).map(str::to_string);
+    }
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let io = |error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    collect_yaml(path, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
+/// Hidden entries (`.git`, an orchestrator's `..data`, editor files) are not config.
+fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |error| LoadError::Io {
+        path: dir.to_path_buf(),
+        error,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            collect_yaml(&path, files)?;
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The checked, immutable configuration. Every value that `explain` may show
+//! carries the location it was written at.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+
+use super::diagnostic::Location;
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub at: Location,
+}
+
+impl<T> Located<T> {
+    pub fn new(value: T, at: Location) -> Self {
+        Located { value, at }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub system: System,
+    pub profiles: BTreeMap<String, Profile>,
+    pub administrations: BTreeMap<String, Administration>,
+    pub users: BTreeMap<String, User>,
+    pub templates: BTreeMap<String, Template>,
+    pub alerts: Option<Alerts>,
+}
+
+#[derive(Debug, Clone)]
+pub struct System {
+    pub at: Location,
+    pub profile: Option<Located<String>>,
+    pub default_language: Located<String>,
+    pub languages: Vec<String>,
+    pub processes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: String,
+    pub at: Location,
+    pub description: Option<String>,
+    pub transport: Located<Transport>,
+    pub from: Located<Mailbox>,
+    pub reply_to: Option<Located<Mailbox>>,
+    pub bcc: Option<Located<Vec<Mailbox>>>,
+    pub html: Option<Located<bool>>,
+    pub signature: Option<Located<Signature>>,
+    pub copy_to_sent: Option<Located<CopyToSent>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Smtp(Smtp),
+    Sendmail(Sendmail),
+    File(FileDrop),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain connect, then STARTTLS; never continues without TLS.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption.
+    None,
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+            Security::None => "none",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub ca_file: Option<PathBuf>,
+    pub hello_name: Option<String>,
+    pub timeout: Duration,
+    pub auth: Option<Located<Account>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sendmail {
+    pub command: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDrop {
+    pub dir: PathBuf,
+}
+
+/// A login: user name plus where its password comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// Where a secret comes from. Its value is read only when sending and is
+/// never part of the configuration, so it cannot be printed by accident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env(name) => write!(f, "env:{name}"),
+            Secret::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyToSent {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub account: Account,
+    pub folder: String,
+    pub create_folder: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Administration {
+    pub id: String,
+    pub at: Location,
+    pub name: String,
+    pub profile: Option<Located<String>>,
+    pub default_language: Option<Located<String>>,
+    /// language -> process -> template id
+    pub languages: BTreeMap<String, BTreeMap<String, Located<String>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub at: Location,
+    pub name: Option<String>,
+    pub personal: Option<Personal>,
+}
+
+/// A user's personal settings; they count only while `enabled` is true.
+#[derive(Debug, Clone)]
+pub struct Personal {
+    pub at: Location,
+    pub enabled: Located<bool>,
+    pub profile: Option<Located<String>>,
+    pub from: Option<Located<Mailbox>>,
+    pub reply_to: Option<Located<Mailbox>>,
+    pub signature: Option<Located<Signature>>,
+    pub account: Option<Located<Account>>,
+    pub copy_to_sent: Option<Located<CopyToSent>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub id: String,
+    pub at: Location,
+    pub description: Option<String>,
+    pub process: Option<String>,
+    pub language: Option<String>,
+    pub profile: Option<Located<String>>,
+    pub subject: Located<String>,
+    pub text: Option<Located<String>>,
+    pub html: Option<Located<String>>,
+    pub disclaimer: Option<Signature>,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub at: Location,
+    /// Resolved against the directory of the file that names it.
+    pub path: PathBuf,
+    /// The name the recipient sees.
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub at: Location,
+    pub profile: Option<Located<String>>,
+    pub admin_email: Option<Located<Mailbox>>,
+    pub definitions: BTreeMap<String, AlertDefinition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertDefinition {
+    pub at: Location,
+    pub recipients: Vec<Mailbox>,
+    pub template: Located<String>,
+    pub language: Option<String>,
+}

@@ -1,0 +1,187 @@
+//! One config file as written, deserialized from the checked JSON value.
+//! These types mirror `schemas/mailrules.schema.json`; only `compile` turns
+//! them into the [`Config`](super::Config) the rest of the program sees.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub system: Option<RawSystem>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    pub administrations: BTreeMap<String, RawAdministration>,
+    #[serde(default)]
+    pub users: BTreeMap<String, RawUser>,
+    #[serde(default)]
+    pub templates: BTreeMap<String, RawTemplate>,
+    pub alerts: Option<RawAlerts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystem {
+    pub profile: Option<String>,
+    pub default_language: String,
+    pub languages: Vec<String>,
+    pub processes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub username: String,
+    pub password: RawSecret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignature {
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: String,
+    pub port: Option<u16>,
+    pub security: Option<RawSecurity>,
+    pub ca_file: Option<String>,
+    pub hello_name: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub auth: Option<RawAccount>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSendmail {
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileDrop {
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopyToSent {
+    pub host: String,
+    pub port: Option<u16>,
+    pub security: Option<RawSecurity>,
+    pub account: RawAccount,
+    pub folder: Option<String>,
+    pub create_folder: Option<bool>,
+}
+
+/// The transport keys of a profile, also the whole of a transport override file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransport {
+    pub smtp: Option<RawSmtp>,
+    pub sendmail: Option<RawSendmail>,
+    pub file: Option<RawFileDrop>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub description: Option<String>,
+    pub smtp: Option<RawSmtp>,
+    pub sendmail: Option<RawSendmail>,
+    pub file: Option<RawFileDrop>,
+    pub from: String,
+    pub reply_to: Option<String>,
+    pub bcc: Option<Vec<String>>,
+    pub html: Option<bool>,
+    pub signature: Option<RawSignature>,
+    pub copy_to_sent: Option<RawCopyToSent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdministration {
+    pub name: String,
+    pub profile: Option<String>,
+    pub default_language: Option<String>,
+    #[serde(default)]
+    pub languages: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersonal {
+    pub enabled: bool,
+    pub profile: Option<String>,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub signature: Option<RawSignature>,
+    pub account: Option<RawAccount>,
+    pub copy_to_sent: Option<RawCopyToSent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: Option<String>,
+    pub personal: Option<RawPersonal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttachment {
+    pub path: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub description: Option<String>,
+    pub process: Option<String>,
+    pub language: Option<String>,
+    pub profile: Option<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub disclaimer: Option<RawSignature>,
+    #[serde(default)]
+    pub attachments: Vec<RawAttachment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub recipients: Vec<String>,
+    pub template: String,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub profile: Option<String>,
+    pub admin_email: Option<String>,
+    #[serde(default)]
+    pub definitions: BTreeMap<String, RawAlert>,
+}

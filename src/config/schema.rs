@@ -1,0 +1,283 @@
+//! The embedded JSON Schema and the check of one parsed file against it,
+//! with errors turned into diagnostics that point at the offending node.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::{Value, json};
+
+use super::diagnostic::{Diagnostic, dotted_path, pointer_join};
+use super::source::SourceFile;
+
+/// The schema text, as shipped in `schemas/mailrules.schema.json`.
+pub const SCHEMA: &str = include_str!("../../schemas/mailrules.schema.json");
+
+/// What a checked document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One file of a configuration.
+    ConfigFile,
+    /// A `--transport-override` file: one transport (`smtp`, `sendmail`, `file`).
+    Transport,
+}
+
+fn validator(kind: Kind) -> &'static Validator {
+    static CONFIG: OnceLock<Validator> = OnceLock::new();
+    static TRANSPORT: OnceLock<Validator> = OnceLock::new();
+    let build = |schema: Value| {
+        jsonschema::draft202012::new(&schema).expect("the embedded schema is valid")
+    };
+    let root: Value = serde_json::from_str(SCHEMA).expect("the embedded schema is JSON");
+    match kind {
+        Kind::ConfigFile => CONFIG.get_or_init(|| build(root)),
+        Kind::Transport => TRANSPORT.get_or_init(|| {
+            build(json!({
+                "$schema": root["$schema"],
+                "$defs": root["$defs"],
+                "$ref": "#/$defs/transport",
+            }))
+        }),
+    }
+}
+
+/// Checks `value` (parsed from `source`) against the schema.
+pub fn check(value: &Value, kind: Kind, source: &SourceFile) -> Vec<Diagnostic> {
+    validator(kind)
+        .iter_errors(value)
+        .flat_map(|error| diagnostics(&error, source))
+        .collect()
+}
+
+fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnostic> {
+    let pointer = error.instance_path().as_str().to_string();
+    let schema_path = error.schema_path().as_str();
+    let at_value = |message: String| {
+        Diagnostic::error(
+            Some(source.value_at(&pointer)),
+            dotted_path(&pointer),
+            message,
+        )
+    };
+    let at_key = |pointer: &str, message: String| {
+        Diagnostic::error(Some(source.key_at(pointer)), dotted_path(pointer), message)
+    };
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|key| {
+                at_key(&pointer_join(&pointer, key), format!("unknown key `{key}`"))
+                    .with_hint(known_keys_hint(schema_path))
+            })
+            .collect(),
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            vec![
+                at_value(format!("missing required key `{name}`"))
+                    .with_hint(format!("add `{name}:` here")),
+            ]
+        }
+        ValidationErrorKind::PropertyNames { error: inner } => {
+            let key = inner.instance().as_str().unwrap_or_default().to_string();
+            vec![
+                at_key(
+                    &pointer_join(&pointer, &key),
+                    format!("`{key}` is not a valid id"),
+                )
+                .with_hint(
+                    "ids use letters, digits, `_`, `.` and `-`, and start with a letter or digit",
+                ),
+            ]
+        }
+        ValidationErrorKind::OneOfNotValid { .. } if is_transport_choice(schema_path) => {
+            vec![
+                at_value(
+                    "no transport: a profile needs exactly one of `smtp`, `sendmail` or `file`"
+                        .into(),
+                )
+                .with_hint("add for example `smtp: {host: smtp.example.com}`"),
+            ]
+        }
+        ValidationErrorKind::OneOfMultipleValid { .. } if is_transport_choice(schema_path) => {
+            vec![
+                at_value("more than one transport: a profile needs exactly one of `smtp`, `sendmail` or `file`".into())
+                    .with_hint("keep one transport and move the others into profiles of their own"),
+            ]
+        }
+        ValidationErrorKind::AnyOf { .. } if schema_path.ends_with("/template/anyOf") => {
+            vec![
+                at_value("a template needs a body: `text`, `html` or both".into())
+                    .with_hint("add `text: |` followed by the message text"),
+            ]
+        }
+        // `X or null`: report what was wrong with the X branch.
+        ValidationErrorKind::AnyOf { context } => match context.first() {
+            Some(first) if !first.is_empty() => {
+                first.iter().flat_map(|e| diagnostics(e, source)).collect()
+            }
+            _ => vec![at_value(error.to_string())],
+        },
+        ValidationErrorKind::Type { kind } => {
+            let diagnostic = at_value(format!(
+                "expected {}, found {}",
+                expected_type(kind),
+                describe(error.instance())
+            ));
+            vec![match type_hint(&pointer, error.instance()) {
+                Some(hint) => diagnostic.with_hint(hint),
+                None => diagnostic,
+            }]
+        }
+        ValidationErrorKind::Enum { options } => vec![at_value(format!(
+            "{} is not one of {}",
+            describe(error.instance()),
+            list(options)
+        ))],
+        ValidationErrorKind::Pattern { .. } => vec![pattern_error(&pointer, error, source)],
+        ValidationErrorKind::MinLength { .. } => vec![
+            at_value("must not be empty".into())
+                .with_hint("remove the key (or write `null`) to leave it unset"),
+        ],
+        ValidationErrorKind::Minimum { limit } => {
+            vec![at_value(format!("must be at least {limit}"))]
+        }
+        ValidationErrorKind::Maximum { limit } => {
+            vec![at_value(format!("must be at most {limit}"))]
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            vec![at_value(format!("needs at least {limit} item(s)"))]
+        }
+        ValidationErrorKind::UniqueItems => vec![at_value("items must be unique".into())],
+        ValidationErrorKind::MinProperties { .. } | ValidationErrorKind::MaxProperties { .. }
+            if schema_path.contains("/secret/") =>
+        {
+            vec![
+                at_value("a secret reference has exactly one of `env` or `file`".into())
+                    .with_hint("write `{env: NAME}` or `{file: path/to/secret}`"),
+            ]
+        }
+        ValidationErrorKind::MinProperties { .. } => {
+            vec![at_value("must not be empty".into())]
+        }
+        _ => vec![at_value(error.to_string())],
+    }
+}
+
+fn is_transport_choice(schema_path: &str) -> bool {
+    schema_path.ends_with("/profile/oneOf") || schema_path.ends_with("/transport/oneOf")
+}
+
+/// "known keys: a, b, c" from the `properties` of the schema that rejected a key.
+fn known_keys_hint(schema_path: &str) -> String {
+    let root: Value = serde_json::from_str(SCHEMA).expect("the embedded schema is JSON");
+    let object_schema = schema_path
+        .strip_suffix("/additionalProperties")
+        .and_then(|path| root.pointer(path));
+    // Paths through `$ref` are reported relative to the referenced definition.
+    let object_schema = object_schema.or_else(|| {
+        let def = schema_path.split("/$defs/").nth(1)?.split('/').next()?;
+        root.pointer(&format!("/$defs/{def}"))
+    });
+    match object_schema
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+    {
+        Some(properties) => {
+            let names: Vec<String> = properties.keys().map(|k| format!("`{k}`")).collect();
+            format!("known keys here: {}", names.join(", "))
+        }
+        None => "remove it".into(),
+    }
+}
+
+fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile) -> Diagnostic {
+    let value = describe(error.instance());
+    let schema_path = error.schema_path().as_str();
+    let diagnostic = |message: String, hint: &str| {
+        Diagnostic::error(
+            Some(source.value_at(pointer)),
+            dotted_path(pointer),
+            message,
+        )
+        .with_hint(hint)
+    };
+    if schema_path.contains("/language") {
+        diagnostic(
+            format!("{value} is not a language tag"),
+            "use a tag such as `nl`, `en` or `nl-BE`",
+        )
+    } else if schema_path.contains("/secret/") {
+        diagnostic(
+            format!("{value} is not an environment variable name"),
+            "use letters, digits and `_`, not starting with a digit",
+        )
+    } else {
+        diagnostic(
+            format!("{value} is not a valid id"),
+            "ids use letters, digits, `_`, `.` and `-`, and start with a letter or digit",
+        )
+    }
+}
+
+fn type_hint(pointer: &str, found: &Value) -> Option<String> {
+    if pointer.ends_with("/password") && found.is_string() {
+        return Some(
+            "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`"
+                .into(),
+        );
+    }
+    match found {
+        Value::Number(n) => Some(format!("quote it to make it text: \"{n}\"")),
+        Value::Bool(b) => Some(format!("quote it to make it text: \"{b}\"")),
+        Value::String(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "Yes" | "No") => {
+            Some("write `true` or `false`".into())
+        }
+        _ => None,
+    }
+}
+
+fn expected_type(kind: &TypeKind) -> String {
+    let article = |name: &str| match name {
+        "integer" | "object" | "array" => format!("an {name}"),
+        "null" => "null".to_string(),
+        other => format!("a {other}"),
+    };
+    match kind {
+        TypeKind::Single(t) => article(t.as_str()),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| article(t.as_str()))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    }
+}
+
+/// A short description of a value for messages: `the text "x"`, `the number 5`.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean `{b}`"),
+        Value::Number(n) => format!("the number `{n}`"),
+        Value::String(s) => format!("`{s}`"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn list(options: &Value) -> String {
+    options
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| {
+                    format!(
+                        "`{}`",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}

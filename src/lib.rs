@@ -1,0 +1,10 @@
+//! mailrules: e-mail configuration as code for business applications.
+//!
+//! Data flow for a send: disk -> [`config::Config`] -> [`resolve::Resolution`]
+//! -> [`render::Rendered`] -> [`transport`] -> receipt. Only `cli` prints.
+
+pub mod cli;
+pub mod config;
+pub mod render;
+pub mod resolve;
+pub mod transport;

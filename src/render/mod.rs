@@ -1,0 +1,262 @@
+//! `(&Resolution, input) -> Rendered`: the exact RFC 5322 message and its
+//! envelope. `preview`, `send` and the file transport all use these bytes.
+
+mod text;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use lettre::address::Envelope;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body as MimeBody, Mailbox, Message, MultiPart, SinglePart};
+use serde_json::{Map, Value, json};
+
+use crate::resolve::Resolution;
+
+pub use text::Bodies;
+
+/// A file attached to one request.
+#[derive(Debug, Clone)]
+pub struct FileAttachment {
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+/// What a request adds to the resolved configuration.
+#[derive(Debug, Clone, Default)]
+pub struct MessageInput {
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// Template variables (a JSON object).
+    pub data: Value,
+    pub attachments: Vec<FileAttachment>,
+    /// Fixed Date header (reproducible previews); default: now.
+    pub date: Option<SystemTime>,
+    /// Fixed Message-ID (reproducible previews); default: a random id on the sender's domain.
+    pub message_id: Option<String>,
+}
+
+/// A composed message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub message: Message,
+    /// The language the message is written in, after fallback.
+    pub language: Option<String>,
+    pub message_id: String,
+}
+
+impl Rendered {
+    /// The exact bytes that go on the wire (CRLF line ends).
+    pub fn bytes(&self) -> Vec<u8> {
+        self.message.formatted()
+    }
+
+    /// MAIL FROM and every RCPT TO, BCC included.
+    pub fn envelope(&self) -> &Envelope {
+        self.message.envelope()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template `{template}` ({part}) uses `{variable}`, which the data does not have")]
+    MissingVariable {
+        template: String,
+        part: String,
+        variable: String,
+    },
+    #[error("template `{template}` ({part}) cannot be rendered: {message}")]
+    Template {
+        template: String,
+        part: String,
+        message: String,
+    },
+    #[error("template `{template}` renders a {header} header with a line break")]
+    HeaderLineBreak {
+        template: String,
+        header: &'static str,
+    },
+    #[error("cannot read attachment `{}`: {error}", path.display())]
+    Attachment {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("the message has no recipient")]
+    NoRecipients,
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+impl RenderError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RenderError::MissingVariable { variable, .. } => Some(format!(
+                "add `{variable}` to the data file (--data), or guard it with `{{% if {variable} is defined %}}`"
+            )),
+            RenderError::NoRecipients => Some("name at least one recipient with --to".into()),
+            RenderError::HeaderLineBreak { .. } => {
+                Some("keep the subject on one line; check the data for line breaks".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Composes the message for a resolution.
+pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rendered, RenderError> {
+    if input.to.is_empty() && input.cc.is_empty() {
+        return Err(RenderError::NoRecipients);
+    }
+    let effective = &resolution.effective;
+    let template = resolution.template.template;
+    let language = resolution.template.language.clone();
+    let context = context(resolution, &input.data, language.as_deref());
+    let bodies = text::render(
+        template,
+        &context,
+        effective.html,
+        effective.signature.as_ref(),
+    )?;
+
+    let message_id = input.message_id.clone().unwrap_or_else(|| {
+        format!(
+            "<{}@{}>",
+            uuid::Uuid::new_v4(),
+            effective.from.email.domain()
+        )
+    });
+    let mut builder = Message::builder()
+        .from(effective.from.clone())
+        .subject(bodies.subject.clone())
+        .message_id(Some(message_id.clone()))
+        .date(input.date.unwrap_or_else(SystemTime::now));
+    for to in &input.to {
+        builder = builder.to(to.clone());
+    }
+    for cc in &input.cc {
+        builder = builder.cc(cc.clone());
+    }
+    if let Some(reply_to) = &effective.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    // BCC goes in the envelope only: no Bcc header is ever written.
+    let recipients = input.to.iter().chain(&input.cc).chain(&effective.bcc);
+    let envelope = Envelope::new(
+        Some(effective.from.email.clone()),
+        recipients.map(|m| m.email.clone()).collect(),
+    )
+    .map_err(|e| RenderError::Build(e.to_string()))?;
+    builder = builder.envelope(envelope);
+
+    let mut attachments = Vec::new();
+    for attachment in &template.attachments {
+        let content = std::fs::read(&attachment.path).map_err(|error| RenderError::Attachment {
+            path: attachment.path.clone(),
+            error,
+        })?;
+        attachments.push(FileAttachment {
+            name: attachment.name.clone(),
+            content,
+        });
+    }
+    attachments.extend(input.attachments.iter().cloned());
+
+    let boundary = Boundaries::new(&message_id);
+    let body = body_part(&bodies, &boundary);
+    let message = if attachments.is_empty() {
+        match body {
+            Body::Single(part) => builder.singlepart(part),
+            Body::Multi(part) => builder.multipart(part),
+        }
+    } else {
+        let mixed = MultiPart::mixed().boundary(boundary.mixed.clone());
+        let mut mixed = match body {
+            Body::Single(part) => mixed.singlepart(part),
+            Body::Multi(part) => mixed.multipart(part),
+        };
+        for attachment in attachments {
+            mixed = mixed.singlepart(attachment_part(attachment));
+        }
+        builder.multipart(mixed)
+    }
+    .map_err(|e| RenderError::Build(e.to_string()))?;
+    Ok(Rendered {
+        message,
+        language,
+        message_id,
+    })
+}
+
+/// Template variables: the request data plus `administration`, `user` and
+/// `language` (data keys of the same name win).
+fn context(resolution: &Resolution<'_>, data: &Value, language: Option<&str>) -> Value {
+    let mut context = match data {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let builtins = [
+        (
+            "administration",
+            json!({"id": resolution.administration.id, "name": resolution.administration.name}),
+        ),
+        (
+            "user",
+            json!({"id": resolution.user.id, "name": resolution.user.name.as_deref().unwrap_or(&resolution.user.id)}),
+        ),
+        ("language", json!(language)),
+    ];
+    for (key, value) in builtins {
+        context.entry(key).or_insert(value);
+    }
+    Value::Object(context)
+}
+
+enum Body {
+    Single(SinglePart),
+    Multi(MultiPart),
+}
+
+/// Multipart boundaries derived from the Message-ID, so that a preview with a
+/// fixed Message-ID is byte-for-byte reproducible.
+struct Boundaries {
+    alternative: String,
+    mixed: String,
+}
+
+impl Boundaries {
+    fn new(message_id: &str) -> Self {
+        let token: String = message_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(40)
+            .collect();
+        Boundaries {
+            alternative: format!("=_alt_{token}"),
+            mixed: format!("=_mix_{token}"),
+        }
+    }
+}
+
+fn body_part(bodies: &Bodies, boundary: &Boundaries) -> Body {
+    let text = SinglePart::plain(bodies.text.clone());
+    match &bodies.html {
+        None => Body::Single(text),
+        Some(html) => Body::Multi(
+            MultiPart::alternative()
+                .boundary(boundary.alternative.clone())
+                .singlepart(text)
+                .singlepart(SinglePart::html(html.clone())),
+        ),
+    }
+}
+
+fn attachment_part(attachment: FileAttachment) -> SinglePart {
+    let mime = mime_guess::from_path(&attachment.name).first_or_octet_stream();
+    let content_type = ContentType::parse(mime.essence_str())
+        .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("a valid type"));
+    // Always base64: files are binary even when they look like text.
+    let body = MimeBody::new_with_encoding(attachment.content, ContentTransferEncoding::Base64)
+        .expect("base64 can encode any bytes");
+    Attachment::new(attachment.name).body(body, content_type)
+}

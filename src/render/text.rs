@@ -1,0 +1,184 @@
+//! Template text -> rendered subject and bodies (minijinja, strict mode),
+//! with the signature and disclaimer placed after the body.
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde_json::Value;
+
+use crate::config::{Signature, Template};
+
+use super::RenderError;
+
+/// The rendered texts of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bodies {
+    pub subject: String,
+    pub text: String,
+    /// `None` when the profile sends plain text only or the template has no HTML.
+    pub html: Option<String>,
+}
+
+/// Renders `template` with `context`; `html` is the profile's HTML switch.
+pub fn render(
+    template: &Template,
+    context: &Value,
+    html: bool,
+    signature: Option<&Signature>,
+) -> Result<Bodies, RenderError> {
+    let subject = render_part(template, "subject", &template.subject.value, context)?;
+    if subject.contains(['\r', '\n']) {
+        return Err(RenderError::HeaderLineBreak {
+            template: template.id.clone(),
+            header: "Subject",
+        });
+    }
+    let text_body = match &template.text {
+        Some(text) => Some(render_part(template, "text", &text.value, context)?),
+        None => None,
+    };
+    let html_body = match &template.html {
+        Some(source) => Some(render_part(template, "html", &source.value, context)?),
+        None => None,
+    };
+    let disclaimer = template.disclaimer.as_ref();
+    let text = match (text_body, &html_body) {
+        (Some(text), _) => text,
+        (None, Some(html)) => html_to_text(html),
+        (None, None) => unreachable!("the schema requires `text` or `html`"),
+    };
+    let text = append_text(&text, signature, disclaimer);
+    let html = match html_body {
+        Some(body) if html => Some(append_html(&body, signature, disclaimer)),
+        _ => None,
+    };
+    Ok(Bodies {
+        subject: subject.trim().to_string(),
+        text,
+        html,
+    })
+}
+
+fn render_part(
+    template: &Template,
+    part: &str,
+    source: &str,
+    context: &Value,
+) -> Result<String, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    let name = format!("{}.{part}", template.id);
+    let error = |error: minijinja::Error| RenderError::Template {
+        template: template.id.clone(),
+        part: part.to_string(),
+        message: describe(&error),
+    };
+    env.add_template(&name, source).map_err(error)?;
+    let compiled = env.get_template(&name).map_err(error)?;
+    compiled.render(context).map_err(|e| {
+        // Strict mode says "undefined value" without a name: find which
+        // variable the data lacks, so the error can name it.
+        let missing = (e.kind() == minijinja::ErrorKind::UndefinedError)
+            .then(|| {
+                compiled
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter(|variable| !has_path(context, variable))
+                    .min()
+            })
+            .flatten();
+        match missing {
+            Some(variable) => RenderError::MissingVariable {
+                template: template.id.clone(),
+                part: part.to_string(),
+                variable,
+            },
+            None => error(e),
+        }
+    })
+}
+
+/// Whether `context` holds `a.b.c`. Names the template defines itself are
+/// not reported by minijinja, so everything asked for must come from data.
+fn has_path(context: &Value, dotted: &str) -> bool {
+    let mut value = context;
+    for key in dotted.split('.') {
+        match value.get(key) {
+            Some(inner) => value = inner,
+            None => return BUILTINS.contains(&dotted),
+        }
+    }
+    true
+}
+
+/// Globals minijinja provides itself.
+const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
+
+fn describe(error: &minijinja::Error) -> String {
+    let mut message = error.to_string();
+    if let Some(line) = error.line() {
+        message = format!("{message} (line {line})");
+    }
+    message
+}
+
+fn append_text(
+    body: &str,
+    signature: Option<&Signature>,
+    disclaimer: Option<&Signature>,
+) -> String {
+    let mut text = body.trim_end().to_string();
+    if let Some(sig) = signature.and_then(|s| s.text.as_deref()) {
+        // "-- " on its own line is the standard signature separator.
+        text.push_str("\n\n-- \n");
+        text.push_str(sig.trim_end());
+    }
+    if let Some(disclaimer) = disclaimer.and_then(|d| d.text.as_deref()) {
+        text.push_str("\n\n");
+        text.push_str(disclaimer.trim_end());
+    }
+    text.push('\n');
+    text
+}
+
+fn append_html(
+    body: &str,
+    signature: Option<&Signature>,
+    disclaimer: Option<&Signature>,
+) -> String {
+    let mut html = body.trim_end().to_string();
+    for (part, class) in [(signature, "signature"), (disclaimer, "disclaimer")] {
+        let Some(part) = part else { continue };
+        let fragment = match (&part.html, &part.text) {
+            (Some(html), _) => html.trim_end().to_string(),
+            (None, Some(text)) => text_to_html(text),
+            (None, None) => continue,
+        };
+        html.push_str(&format!("\n<div class=\"{class}\">{fragment}</div>"));
+    }
+    html.push('\n');
+    html
+}
+
+/// Plain text escaped into HTML, line breaks kept.
+fn text_to_html(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|line| {
+            line.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        })
+        .collect::<Vec<_>>()
+        .join("<br>\n")
+}
+
+fn html_to_text(html: &str) -> String {
+    html2text::from_read(html.as_bytes(), 78).unwrap_or_else(|_| html.to_string())
+}

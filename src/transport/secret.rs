@@ -1,0 +1,50 @@
+//! Reads a secret from where the config says it is. The value is returned
+//! to the caller only; errors name the reference, never the value.
+
+use std::path::PathBuf;
+
+use crate::config::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable `{0}` is not set")]
+    MissingEnv(String),
+    #[error("environment variable `{0}` is not valid UTF-8")]
+    NotUnicode(String),
+    #[error("cannot read secret file `{}`: {error}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+impl SecretError {
+    pub fn hint(&self) -> String {
+        match self {
+            SecretError::MissingEnv(name) | SecretError::NotUnicode(name) => {
+                format!("export `{name}` with the password before sending")
+            }
+            SecretError::File { .. } => "create the file or fix its permissions".into(),
+        }
+    }
+}
+
+pub fn read_secret(secret: &Secret) -> Result<String, SecretError> {
+    match secret {
+        Secret::Env(name) => match std::env::var(name) {
+            Ok(value) => Ok(value),
+            Err(std::env::VarError::NotPresent) => Err(SecretError::MissingEnv(name.clone())),
+            Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::NotUnicode(name.clone())),
+        },
+        Secret::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| SecretError::File {
+                path: path.clone(),
+                error,
+            })?;
+            // Editors add one trailing newline; it is never part of a password.
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+        }
+    }
+}
