@@ -46,9 +46,14 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// The exact bytes that go on the wire (CRLF line ends).
+    /// The complete message as a file holds it: CRLF line ends, the last
+    /// line ended too.
     pub fn bytes(&self) -> Vec<u8> {
-        self.message.formatted()
+        let mut bytes = self.message.formatted();
+        if !bytes.ends_with(b"\r\n") {
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes
     }
 
     /// MAIL FROM and every RCPT TO, BCC included.

@@ -33,7 +33,7 @@ pub enum SendError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// The server answered with a 4xx (try again later) or 5xx (do not retry).
-    #[error("the server rejected the message: {reply}")]
+    #[error("the server refused ({}): {reply}", if *permanent { "permanent" } else { "temporary, try again later" })]
     Rejected { permanent: bool, reply: String },
     /// No answer: connection, TLS or timeout problems.
     #[error("{0}")]

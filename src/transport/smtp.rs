@@ -64,7 +64,10 @@ fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, SendError> {
 
 impl Deliver for SmtpDeliver {
     fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError> {
-        match self.transport.send_raw(message.envelope, message.bytes) {
+        // lettre ends DATA with "\r\n.\r\n"; that first CRLF ends our last
+        // line, so the server stores exactly the bytes preview shows.
+        let bytes = message.bytes.strip_suffix(b"\r\n").unwrap_or(message.bytes);
+        match self.transport.send_raw(message.envelope, bytes) {
             Ok(response) => Ok(Receipt {
                 reply: format!(
                     "{} {}",
@@ -77,24 +80,27 @@ impl Deliver for SmtpDeliver {
     }
 }
 
-/// A server reply becomes `Rejected` with its code; everything else is a
-/// connection problem, described with its whole cause chain.
+/// A server reply becomes `Rejected` with its code and text; everything
+/// else is a connection problem, described with its whole cause chain.
 fn classify(server: &str, error: &lettre::transport::smtp::Error) -> SendError {
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    use std::error::Error as _;
     match error.status() {
         Some(code) if error.is_permanent() || error.is_transient() => SendError::Rejected {
             permanent: error.is_permanent(),
-            reply: format!("{code}{detail}").replacen(": ", " ", 1),
+            reply: match error.source() {
+                Some(text) => format!("{code} {text}"),
+                None => code.to_string(),
+            },
         },
-        _ => SendError::Connection(format!(
-            "{server}: {error}{}",
-            if detail.is_empty() { "" } else { "" }
-        )),
+        _ => {
+            // lettre's message includes the first cause; add the deeper ones.
+            let mut message = format!("{server}: {error}");
+            let mut cause = error.source().and_then(|first| first.source());
+            while let Some(inner) = cause {
+                message.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            SendError::Connection(message)
+        }
     }
 }

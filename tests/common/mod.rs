@@ -1,0 +1,163 @@
+//! Test harness: runs the real binary and real servers on 127.0.0.1.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+pub const EXAMPLE: &str = "examples/acme/config";
+pub const DATA: &str = "examples/acme/data";
+
+/// The `mailrules` binary with a clean environment for its variables.
+pub fn mailrules() -> Command {
+    let mut command = Command::cargo_bin("mailrules").expect("the binary is built");
+    command
+        .env_remove("MAILRULES_CONFIG")
+        .env_remove("MAILRULES_TRANSPORT_OVERRIDE");
+    command
+}
+
+/// Output of a finished command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(command: &mut Command) -> Run {
+    let output = command.output().expect("mailrules runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A message the SMTP test server accepted.
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub auth_user: Option<String>,
+    pub tls: bool,
+    pub data: Vec<u8>,
+}
+
+/// `tests/servers/smtp_server.py` (aiosmtpd) on 127.0.0.1, stopped on drop.
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub const SMTP_USER: &str = "mailer";
+pub const SMTP_PASSWORD: &str = "correct-horse-42";
+
+impl SmtpServer {
+    /// `security`: `starttls` or `tls`.
+    pub fn start(security: &str) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp_server.py"))
+            .args(["--port", &port.to_string(), "--security", security, "--user", SMTP_USER])
+            .args(["--password-env", "TEST_SMTP_PASSWORD"])
+            .arg("--spool")
+            .arg(dir.path().join("spool"))
+            .arg("--cert-dir")
+            .arg(dir.path())
+            .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the SMTP test server (apt-get install python3-aiosmtpd)");
+        let server = SmtpServer { port, dir, child };
+        server.wait_ready(security);
+        server
+    }
+
+    /// Ready means the 220 banner arrived, not just an open port.
+    fn wait_ready(&self, security: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.dir.path().join("cert.pem").exists() {
+                if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                    if security == "tls" {
+                        return; // the banner is inside TLS; the listener is up
+                    }
+                    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                    let mut line = String::new();
+                    if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("220") {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the SMTP test server did not start on port {}", self.port);
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// A `--transport-override` file pointing at this server.
+    pub fn override_file(&self, security: &str, password_env: &str) -> PathBuf {
+        let path = self.dir.path().join("override.yaml");
+        let text = format!(
+            "smtp:\n  host: localhost\n  port: {}\n  security: {security}\n  ca_file: {}\n  auth:\n    username: {SMTP_USER}\n    password: {{env: {password_env}}}\n",
+            self.port,
+            self.ca_file().display()
+        );
+        std::fs::write(&path, text).expect("write override");
+        path
+    }
+
+    /// Messages received so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        let spool = self.dir.path().join("spool");
+        let Ok(entries) = std::fs::read_dir(&spool) else {
+            return Vec::new();
+        };
+        let mut metas: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        metas.sort();
+        metas
+            .into_iter()
+            .map(|meta| {
+                let json: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+                Received {
+                    mail_from: json["mail_from"].as_str().unwrap().to_string(),
+                    rcpt_to: json["rcpt_tos"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect(),
+                    auth_user: json["auth_user"].as_str().map(str::to_string),
+                    tls: json["tls"].as_bool().unwrap(),
+                    data: std::fs::read(meta.with_extension("eml")).unwrap(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""A real SMTP server on 127.0.0.1 for mailrules' tests and demo.
+
+aiosmtpd with STARTTLS (required before AUTH) or implicit TLS, AUTH
+PLAIN/LOGIN against one user, and a spool directory: every accepted message
+is stored as N.eml (the exact DATA bytes) plus N.json (envelope and login).
+A self-signed certificate for localhost/127.0.0.1 is made with openssl on
+first start; clients trust it through the `cert.pem` it leaves in --cert-dir.
+
+Run with Debian's python3 (/usr/bin/python3), which sees python3-aiosmtpd.
+"""
+
+import argparse
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import logging
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def make_certificate(cert_dir):
+    cert = os.path.join(cert_dir, "cert.pem")
+    key = os.path.join(cert_dir, "key.pem")
+    if os.path.exists(cert) and os.path.exists(key):
+        return cert, key
+    os.makedirs(cert_dir, exist_ok=True)
+    # rustls rejects CA:TRUE leaf certificates (openssl's default for -x509).
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+            "-addext", "basicConstraints=critical,CA:FALSE",
+            "-addext", "keyUsage=digitalSignature,keyEncipherment",
+            "-addext", "extendedKeyUsage=serverAuth",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return cert, key
+
+
+class Spool:
+    """Stores accepted messages; numbered in arrival order."""
+
+    def __init__(self, directory, implicit_tls):
+        self.directory = directory
+        self.implicit_tls = implicit_tls
+        self.lock = threading.Lock()
+        self.count = 0
+        os.makedirs(directory, exist_ok=True)
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.count += 1
+            number = self.count
+        base = os.path.join(self.directory, "%06d" % number)
+        with open(base + ".eml.tmp", "wb") as f:
+            f.write(envelope.original_content)
+        meta = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "auth_user": session.auth_data if session.authenticated else None,
+            "tls": self.implicit_tls or session.ssl is not None,
+        }
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(meta, f)
+        # The .json appears last: a reader that sees it can read both files.
+        os.rename(base + ".eml.tmp", base + ".eml")
+        os.rename(base + ".json.tmp", base + ".json")
+        return "250 2.0.0 Ok: queued as %06d" % number
+
+
+def authenticator(user, password):
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
+            and auth_data.password.decode() == password
+        )
+        # handled=False: aiosmtpd then answers 235 or 535 itself.
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None)
+    return check
+
+
+def main():
+    # aiosmtpd 1.4 logs a deprecation warning about its own Session.login_data.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--spool", required=True)
+    parser.add_argument("--cert-dir", required=True)
+    parser.add_argument("--security", choices=["starttls", "tls"], default="starttls")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--password-env", required=True,
+                        help="environment variable holding the accepted password")
+    args = parser.parse_args()
+
+    password = os.environ[args.password_env]
+    cert, key = make_certificate(args.cert_dir)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    common = dict(
+        hostname="127.0.0.1",
+        port=args.port,
+        authenticator=authenticator(args.user, password),
+        auth_required=True,
+        server_hostname="localhost",
+    )
+    if args.security == "starttls":
+        controller = Controller(Spool(args.spool, False), tls_context=context, require_starttls=True, **common)
+    else:
+        controller = Controller(Spool(args.spool, True), ssl_context=context, auth_require_tls=False, **common)
+    controller.start()
+    print("listening on 127.0.0.1:%d (%s)" % (args.port, args.security), flush=True)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
