@@ -11,8 +11,20 @@ fn send_invoice(server: &SmtpServer, password_env_value: Option<&str>) -> Run {
     let mut command = mailrules();
     command
         .args(["send", "--config", EXAMPLE])
-        .args(["--administration", "acme-nl", "--user", "anna", "--process", "sales_invoice"])
-        .args(["--language", "nl", "--to", "Bakkerij De Korenschoof <administratie@korenschoof.example>"])
+        .args([
+            "--administration",
+            "acme-nl",
+            "--user",
+            "anna",
+            "--process",
+            "sales_invoice",
+        ])
+        .args([
+            "--language",
+            "nl",
+            "--to",
+            "Bakkerij De Korenschoof <administratie@korenschoof.example>",
+        ])
         .args(["--data", &format!("{DATA}/sales_invoice.json")])
         .arg("--transport-override")
         .arg(&override_file)
@@ -28,7 +40,11 @@ fn invoice_arrives_over_starttls_with_auth_and_bcc_only_in_the_envelope() {
     let server = SmtpServer::start("starttls");
     let result = send_invoice(&server, Some(SMTP_PASSWORD));
     assert_eq!(result.code, 0, "stderr: {}", result.stderr);
-    assert!(result.stdout.contains("with profile `billing`"), "{}", result.stdout);
+    assert!(
+        result.stdout.contains("with profile `billing`"),
+        "{}",
+        result.stdout
+    );
     assert!(result.stdout.contains("250 2.0.0 Ok"), "{}", result.stdout);
 
     let received = server.received();
@@ -43,30 +59,63 @@ fn invoice_arrives_over_starttls_with_auth_and_bcc_only_in_the_envelope() {
         "the billing profile's BCC is a recipient of the envelope"
     );
 
-    let parsed = MessageParser::default().parse(&message.data).expect("a MIME message");
-    assert_eq!(parsed.subject(), Some("Factuur 2026-10482 van Acme Nederland B.V."));
-    let from = parsed.from().and_then(|a| a.first()).expect("a From header");
+    let parsed = MessageParser::default()
+        .parse(&message.data)
+        .expect("a MIME message");
+    assert_eq!(
+        parsed.subject(),
+        Some("Factuur 2026-10482 van Acme Nederland B.V.")
+    );
+    let from = parsed
+        .from()
+        .and_then(|a| a.first())
+        .expect("a From header");
     assert_eq!(from.address(), Some("facturen@acme.nl"));
     assert_eq!(from.name(), Some("Acme Facturatie"));
-    let reply_to = parsed.reply_to().and_then(|a| a.first()).expect("a Reply-To header");
+    let reply_to = parsed
+        .reply_to()
+        .and_then(|a| a.first())
+        .expect("a Reply-To header");
     assert_eq!(reply_to.address(), Some("debiteuren@acme.nl"));
     assert!(parsed.bcc().is_none(), "no Bcc header");
     let raw = String::from_utf8_lossy(&message.data).to_lowercase();
-    assert!(!raw.contains("archief@acme.nl"), "the BCC address appears nowhere in the message");
+    assert!(
+        !raw.contains("archief@acme.nl"),
+        "the BCC address appears nowhere in the message"
+    );
 
-    let text = parsed.body_text(0).expect("a text part").replace("\r\n", "\n");
+    let text = parsed
+        .body_text(0)
+        .expect("a text part")
+        .replace("\r\n", "\n");
     assert!(text.contains("Geachte Bakkerij De Korenschoof"), "{text}");
-    assert!(text.contains("vóór 31 december 2026"), "accents survive: {text}");
-    assert!(text.contains("-- \nAcme Debiteurenbeheer"), "signature appended: {text}");
-    assert!(text.contains("algemene voorwaarden van toepassing"), "disclaimer: {text}");
+    assert!(
+        text.contains("vóór 31 december 2026"),
+        "accents survive: {text}"
+    );
+    assert!(
+        text.contains("-- \nAcme Debiteurenbeheer"),
+        "signature appended: {text}"
+    );
+    assert!(
+        text.contains("algemene voorwaarden van toepassing"),
+        "disclaimer: {text}"
+    );
     let html = parsed.body_html(0).expect("an HTML part");
     assert!(html.contains("<strong>2026-10482</strong>"), "{html}");
 
-    let attachment = parsed.attachment(0).expect("the general terms are attached");
-    assert_eq!(attachment.attachment_name(), Some("Algemene voorwaarden Acme.pdf"));
+    let attachment = parsed
+        .attachment(0)
+        .expect("the general terms are attached");
+    assert_eq!(
+        attachment.attachment_name(),
+        Some("Algemene voorwaarden Acme.pdf")
+    );
     assert_eq!(
         attachment.contents(),
-        std::fs::read("examples/acme/files/algemene-voorwaarden.pdf").unwrap().as_slice()
+        std::fs::read("examples/acme/files/algemene-voorwaarden.pdf")
+            .unwrap()
+            .as_slice()
     );
 }
 
@@ -76,10 +125,26 @@ fn preview_shows_the_bytes_that_send_transmits() {
     let override_file = server.override_file("starttls", "TEST_RELAY_PASSWORD");
     let common_args = |command: &mut std::process::Command| {
         command
-            .args(["--config", EXAMPLE, "-a", "acme-nl", "-u", "kees", "-p", "order_confirmation", "-l", "en"])
+            .args([
+                "--config",
+                EXAMPLE,
+                "-a",
+                "acme-nl",
+                "-u",
+                "kees",
+                "-p",
+                "order_confirmation",
+                "-l",
+                "en",
+            ])
             .args(["--to", "Fietsenmakerij Van Dijk <inkoop@vandijk.example>"])
             .args(["--data", &format!("{DATA}/order_confirmation.json")])
-            .args(["--date", "2026-12-03T10:00:00Z", "--message-id", "<order-3307@acme.nl>"])
+            .args([
+                "--date",
+                "2026-12-03T10:00:00Z",
+                "--message-id",
+                "<order-3307@acme.nl>",
+            ])
             .arg("--transport-override")
             .arg(&override_file)
             .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD);
@@ -106,8 +171,23 @@ fn implicit_tls_works_too() {
     let server = SmtpServer::start("tls");
     let override_file = server.override_file("tls", "TEST_RELAY_PASSWORD");
     let result = run(mailrules()
-        .args(["send", "--config", EXAMPLE, "-a", "acme-be", "-u", "batch", "-p", "payment_reminder"])
-        .args(["--to", "klant@example.com", "--data", &format!("{DATA}/payment_reminder.json")])
+        .args([
+            "send",
+            "--config",
+            EXAMPLE,
+            "-a",
+            "acme-be",
+            "-u",
+            "batch",
+            "-p",
+            "payment_reminder",
+        ])
+        .args([
+            "--to",
+            "klant@example.com",
+            "--data",
+            &format!("{DATA}/payment_reminder.json"),
+        ])
         .arg("--transport-override")
         .arg(&override_file)
         .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD));
@@ -122,10 +202,21 @@ fn a_wrong_password_is_reported_with_the_server_reply_and_nothing_is_sent() {
     let server = SmtpServer::start("starttls");
     let result = send_invoice(&server, Some("wrong-password"));
     assert_eq!(result.code, 1);
-    assert!(result.stderr.contains("535"), "the server's reply is shown: {}", result.stderr);
+    assert!(
+        result.stderr.contains("535"),
+        "the server's reply is shown: {}",
+        result.stderr
+    );
     assert!(result.stderr.contains("hint:"), "{}", result.stderr);
-    assert!(!result.stderr.contains("wrong-password"), "the secret is never printed");
-    assert!(result.stdout.is_empty(), "nothing reported as sent: {}", result.stdout);
+    assert!(
+        !result.stderr.contains("wrong-password"),
+        "the secret is never printed"
+    );
+    assert!(
+        result.stdout.is_empty(),
+        "nothing reported as sent: {}",
+        result.stdout
+    );
     assert!(server.received().is_empty());
 }
 
@@ -135,7 +226,9 @@ fn a_missing_secret_variable_stops_before_connecting() {
     let result = send_invoice(&server, None);
     assert_eq!(result.code, 1);
     assert!(
-        result.stderr.contains("environment variable `TEST_RELAY_PASSWORD` is not set"),
+        result
+            .stderr
+            .contains("environment variable `TEST_RELAY_PASSWORD` is not set"),
         "{}",
         result.stderr
     );
@@ -148,15 +241,37 @@ fn an_untrusted_certificate_is_refused() {
     let override_file = server.dir.path().join("no-ca.yaml");
     std::fs::write(
         &override_file,
-        format!("smtp: {{host: localhost, port: {}, security: starttls}}\n", server.port),
+        format!(
+            "smtp: {{host: localhost, port: {}, security: starttls}}\n",
+            server.port
+        ),
     )
     .unwrap();
     let result = run(mailrules()
-        .args(["send", "--config", EXAMPLE, "-a", "acme-nl", "-u", "batch", "-p", "order_confirmation"])
-        .args(["--to", "klant@example.com", "--data", &format!("{DATA}/order_confirmation.json")])
+        .args([
+            "send",
+            "--config",
+            EXAMPLE,
+            "-a",
+            "acme-nl",
+            "-u",
+            "batch",
+            "-p",
+            "order_confirmation",
+        ])
+        .args([
+            "--to",
+            "klant@example.com",
+            "--data",
+            &format!("{DATA}/order_confirmation.json"),
+        ])
         .arg("--transport-override")
         .arg(&override_file));
     assert_eq!(result.code, 1);
-    assert!(result.stderr.to_lowercase().contains("certificate"), "{}", result.stderr);
+    assert!(
+        result.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        result.stderr
+    );
     assert!(server.received().is_empty());
 }

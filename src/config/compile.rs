@@ -39,6 +39,7 @@ pub fn compile(files: &[ParsedFile]) -> (Option<Config>, Vec<Diagnostic>) {
         );
         return (None, out.0);
     };
+    let broken_profiles = std::mem::take(&mut merged.broken_profiles);
     let config = Config {
         system,
         profiles: merged
@@ -59,7 +60,7 @@ pub fn compile(files: &[ParsedFile]) -> (Option<Config>, Vec<Diagnostic>) {
             .collect(),
         alerts: merged.alerts,
     };
-    check_references(&config, &mut out);
+    check_references(&config, &broken_profiles, &mut out);
     let failed = out.0.iter().any(Diagnostic::is_error);
     (if failed { None } else { Some(config) }, out.0)
 }
@@ -95,6 +96,9 @@ struct Merged {
     administrations: BTreeMap<String, (Administration, Location)>,
     users: BTreeMap<String, (User, Location)>,
     templates: BTreeMap<String, (Template, Location)>,
+    /// Profiles that exist but failed to compile: references to them are
+    /// not reported as unknown on top of their own errors.
+    broken_profiles: Vec<String>,
 }
 
 /// Inserts `id` unless another file defined it already.
@@ -361,15 +365,10 @@ fn merge_file(file: &ParsedFile, merged: &mut Merged, out: &mut Diagnostics) {
     }
     for (id, profile) in &raw.profiles {
         let pointer = pointer_join("/profiles", id);
-        if let Some(profile) = compile_profile(&ctx, id, profile, &pointer, out) {
-            insert_unique(
-                "profiles",
-                &mut merged.profiles,
-                id,
-                profile,
-                ctx.key_at(&pointer),
-                out,
-            );
+        let at = ctx.key_at(&pointer);
+        match compile_profile(&ctx, id, profile, &pointer, out) {
+            Some(profile) => insert_unique("profiles", &mut merged.profiles, id, profile, at, out),
+            None => merged.broken_profiles.push(id.clone()),
         }
     }
     for (id, admin) in &raw.administrations {
@@ -635,17 +634,11 @@ fn compile_alerts(ctx: &FileCtx<'_>, raw: &RawAlerts, out: &mut Diagnostics) -> 
 }
 
 /// Every id, language and process named anywhere must exist.
-fn check_references(config: &Config, out: &mut Diagnostics) {
+fn check_references(config: &Config, broken_profiles: &[String], out: &mut Diagnostics) {
     let profile_ref = |reference: &Option<Located<String>>, path: &str, out: &mut Diagnostics| {
         if let Some(id) = reference {
-            check_known(
-                &id.value,
-                &id.at,
-                path,
-                "profile",
-                config.profiles.keys(),
-                out,
-            );
+            let known = config.profiles.keys().chain(broken_profiles);
+            check_known(&id.value, &id.at, path, "profile", known, out);
         }
     };
     let language_ref = |language: &str, at: &Location, path: &str, out: &mut Diagnostics| {

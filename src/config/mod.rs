@@ -91,7 +91,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         config
     };
     sources.extend(parsed.into_iter().map(|p| p.source));
-    attach_source_lines(&mut diagnostics, &sources, &files);
+    attach_source_lines(&mut diagnostics, &sources);
     match config {
         Some(config) => Ok(Loaded {
             config,
@@ -121,7 +121,7 @@ pub fn load_transport_override(path: &Path) -> Result<Located<Transport>, LoadEr
         }
     });
     result.map_err(|(source, mut diagnostics)| {
-        attach_source_lines(&mut diagnostics, &[source], &[]);
+        attach_source_lines(&mut diagnostics, &[source]);
         LoadError::Invalid { diagnostics }
     })
 }
@@ -148,7 +148,7 @@ pub fn load_data(path: &Path) -> Result<Value, LoadError> {
         }),
         Err(error) => {
             let mut diagnostics = vec![yaml_diagnostic(&source, error)];
-            attach_source_lines(&mut diagnostics, &[source], &[]);
+            attach_source_lines(&mut diagnostics, &[source]);
             Err(LoadError::Invalid { diagnostics })
         }
     }
@@ -221,12 +221,27 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile], _files: &[PathBuf]) {
+fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
     for d in diagnostics {
         let Some(at) = &d.location else { continue };
         let source = sources.iter().find(|s| s.path == at.file);
-        d.source_line = source.and_then(|s| s.line(at.line)).map(str::to_string);
+        let line = source.and_then(|s| s.line(at.line));
+        d.source_line = match line {
+            // A literal where a password belongs must not be shown again.
+            Some(line) if d.path.split('.').any(|s| s == "password") => {
+                Some(mask_from(line, at.column))
+            }
+            other => other.map(str::to_string),
+        };
     }
+}
+
+/// Replaces the scalar starting at 1-based `column` with `***`.
+fn mask_from(line: &str, column: usize) -> String {
+    let start: String = line.chars().take(column.saturating_sub(1)).collect();
+    let rest: String = line.chars().skip(column.saturating_sub(1)).collect();
+    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
+    format!("{start}***{}", &rest[end..])
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

@@ -117,13 +117,19 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             }
             _ => vec![at_value(error.to_string())],
         },
+        // Never echo what was written where a secret belongs.
+        _ if is_secret_path(&pointer) => vec![
+            at_value("a password must be a reference, not a value".into()).with_hint(
+                "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`",
+            ),
+        ],
         ValidationErrorKind::Type { kind } => {
             let diagnostic = at_value(format!(
                 "expected {}, found {}",
                 expected_type(kind),
                 describe(error.instance())
             ));
-            vec![match type_hint(&pointer, error.instance()) {
+            vec![match type_hint(error.instance()) {
                 Some(hint) => diagnostic.with_hint(hint),
                 None => diagnostic,
             }]
@@ -219,13 +225,12 @@ fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile
     }
 }
 
-fn type_hint(pointer: &str, found: &Value) -> Option<String> {
-    if pointer.ends_with("/password") && found.is_string() {
-        return Some(
-            "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`"
-                .into(),
-        );
-    }
+/// Whether `pointer` is a password or inside one.
+pub fn is_secret_path(pointer: &str) -> bool {
+    pointer.split('/').any(|segment| segment == "password")
+}
+
+fn type_hint(found: &Value) -> Option<String> {
     match found {
         Value::Number(n) => Some(format!("quote it to make it text: \"{n}\"")),
         Value::Bool(b) => Some(format!("quote it to make it text: \"{b}\"")),

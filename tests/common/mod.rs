@@ -70,7 +70,14 @@ impl SmtpServer {
         let port = free_port();
         let child = Command::new("/usr/bin/python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp_server.py"))
-            .args(["--port", &port.to_string(), "--security", security, "--user", SMTP_USER])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--security",
+                security,
+                "--user",
+                SMTP_USER,
+            ])
             .args(["--password-env", "TEST_SMTP_PASSWORD"])
             .arg("--spool")
             .arg(dir.path().join("spool"))
@@ -96,7 +103,9 @@ impl SmtpServer {
                     }
                     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
                     let mut line = String::new();
-                    if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("220") {
+                    if BufReader::new(stream).read_line(&mut line).is_ok()
+                        && line.starts_with("220")
+                    {
                         return;
                     }
                 }

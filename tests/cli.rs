@@ -1,0 +1,442 @@
+//! The binary as a user runs it: exit codes, errors, JSON shapes, the file
+//! and sendmail transports, and secrets that never show.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const SMALL: &str = r#"
+system: {profile: out, default_language: en, languages: [en], processes: [notice]}
+profiles:
+  out:
+    file: {dir: outbox}
+    from: "Shop <shop@x.example>"
+    bcc: [audit@x.example]
+administrations:
+  shop: {name: Shop, languages: {en: {notice: notice}}}
+users:
+  clerk: {}
+templates:
+  notice: {process: notice, subject: "Notice {{ number }}", text: "Number {{ number }}."}
+"#;
+
+#[test]
+fn the_example_is_valid() {
+    let result = run(mailrules().args(["validate", "--config", EXAMPLE]));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains("valid (9 file(s)"),
+        "{}",
+        result.stdout
+    );
+}
+
+#[test]
+fn mailrules_config_variable_names_the_config() {
+    let result = run(mailrules().arg("validate").env("MAILRULES_CONFIG", EXAMPLE));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+}
+
+#[test]
+fn no_config_is_a_usage_error() {
+    let result = run(mailrules().arg("validate"));
+    assert_eq!(result.code, 2);
+    assert!(result.stderr.contains("--config"), "{}", result.stderr);
+}
+
+#[test]
+fn an_unreadable_config_path_exits_2() {
+    let result = run(mailrules().args(["validate", "--config", "does/not/exist"]));
+    assert_eq!(result.code, 2);
+    assert!(
+        result.stderr.contains("cannot read `does/not/exist`"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        "system: {profile: missing, default_language: en, languages: [en], processes: [notice]}\n",
+    );
+    write(
+        dir.path(),
+        "b.yaml",
+        "profiles:\n  out:\n    file: {dir: x}\n    from: shop@x.example\n    reply_too: a@x.example\n",
+    );
+    write(
+        dir.path(),
+        "c.yaml",
+        "administrations:\n  shop:\n    name: Shop\n    languages: {fr: {notice: nope}}\n",
+    );
+    let result = run(mailrules().arg("validate").arg("--config").arg(dir.path()));
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    let stderr = &result.stderr;
+    assert!(
+        stderr.contains("error: unknown key `reply_too`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("b.yaml:5:5 (profiles.out.reply_too)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean") || stderr.contains("known keys here"),
+        "{stderr}"
+    );
+    // b.yaml failed the schema, so references are not checked in this run;
+    // a second run after fixing it shows them (asserted below).
+    write(
+        dir.path(),
+        "b.yaml",
+        "profiles:\n  out:\n    file: {dir: x}\n    from: shop@x.example\n",
+    );
+    let result = run(mailrules().arg("validate").arg("--config").arg(dir.path()));
+    assert_eq!(result.code, 1);
+    let stderr = &result.stderr;
+    assert!(stderr.contains("unknown profile `missing`"), "{stderr}");
+    assert!(stderr.contains("a.yaml:1:19 (system.profile)"), "{stderr}");
+    assert!(stderr.contains("unknown language `fr`"), "{stderr}");
+    assert!(stderr.contains("unknown template `nope`"), "{stderr}");
+    assert!(
+        stderr.contains("unknown process `notice`") == false,
+        "notice is declared: {stderr}"
+    );
+    assert!(stderr.contains("invalid (3 error(s)"), "{stderr}");
+}
+
+#[test]
+fn validate_json_lists_diagnostics_for_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "c.yaml",
+        &SMALL.replace("shop@x.example", "not an address"),
+    );
+    let result = run(mailrules()
+        .args(["validate", "--format", "json", "--config"])
+        .arg(&file));
+    assert_eq!(result.code, 1);
+    let json: serde_json::Value = serde_json::from_str(&result.stdout).expect("JSON on stdout");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"], 1);
+    let d = &json["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["path"], "profiles.out.from");
+    assert_eq!(d["location"]["line"], 6);
+    assert_eq!(d["location"]["column"], 11);
+    assert!(d["location"]["file"].as_str().unwrap().ends_with("c.yaml"));
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid e-mail address")
+    );
+}
+
+#[test]
+fn a_literal_password_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "c.yaml",
+        &SMALL.replace(
+            "file: {dir: outbox}",
+            "smtp: {host: h, auth: {username: u, password: hunter2}}",
+        ),
+    );
+    let result = run(mailrules().args(["validate", "--config"]).arg(&file));
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stderr.contains("password: {env: NAME}"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        !result.stderr.contains("hunter2"),
+        "the literal secret is not echoed: {}",
+        result.stderr
+    );
+}
+
+#[test]
+fn explain_json_has_the_documented_fields() {
+    let result = run(mailrules().args([
+        "explain",
+        "--config",
+        EXAMPLE,
+        "-a",
+        "acme-nl",
+        "-u",
+        "anna",
+        "-p",
+        "order_confirmation",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let json: serde_json::Value = serde_json::from_str(&result.stdout).unwrap();
+    assert_eq!(json["profile"], "sales");
+    assert_eq!(json["level"], "personal");
+    assert_eq!(json["template"]["id"], "order_confirmation-nl");
+    let levels = json["levels"].as_array().unwrap();
+    let names: Vec<_> = levels
+        .iter()
+        .map(|l| l["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["template", "administration", "personal", "system"]);
+    let statuses: Vec<_> = levels
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["empty", "empty", "won", "shadowed"]);
+    assert_eq!(levels[2]["profile"], "sales");
+    assert!(
+        levels[2]["source"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("users.yaml")
+    );
+    for field in [
+        "from",
+        "reply_to",
+        "bcc",
+        "signature",
+        "html",
+        "transport",
+        "account",
+    ] {
+        assert!(
+            json["fields"][field]["value"].is_string(),
+            "field {field}: {}",
+            json["fields"]
+        );
+    }
+    assert_eq!(
+        json["fields"]["from"]["value"],
+        "Anna de Vries <anna.devries@acme.nl>"
+    );
+    assert_eq!(json["fields"]["from"]["origin"]["source"]["line"], 12);
+}
+
+#[test]
+fn unknown_names_on_the_command_line_exit_1_with_a_hint() {
+    for (flag, value, message) in [
+        ("-a", "acme-nk", "unknown administration `acme-nk`"),
+        ("-u", "ana", "unknown user `ana`"),
+        ("-p", "sales_invoices", "unknown process `sales_invoices`"),
+    ] {
+        let mut args = vec![
+            "explain",
+            "--config",
+            EXAMPLE,
+            "-a",
+            "acme-nl",
+            "-u",
+            "anna",
+            "-p",
+            "sales_invoice",
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let result = run(mailrules().args(&args));
+        assert_eq!(result.code, 1, "{flag}");
+        assert!(result.stderr.contains(message), "{}", result.stderr);
+        assert!(result.stderr.contains("did you mean"), "{}", result.stderr);
+    }
+}
+
+#[test]
+fn a_missing_template_variable_names_it_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "c.yaml", SMALL);
+    let result = run(mailrules().args(["send", "--config"]).arg(&file).args([
+        "-a",
+        "shop",
+        "-u",
+        "clerk",
+        "-p",
+        "notice",
+        "--to",
+        "c@x.example",
+    ]));
+    assert_eq!(result.code, 1);
+    assert!(
+        result
+            .stderr
+            .contains("template `notice` (subject) uses `number`, which the data does not have"),
+        "{}",
+        result.stderr
+    );
+    assert!(!dir.path().join("outbox").exists(), "nothing was written");
+}
+
+#[test]
+fn file_transport_writes_the_message_and_its_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "c.yaml", SMALL);
+    let data = write(dir.path(), "data.json", r#"{"number": 7}"#);
+    let attachment = write(dir.path(), "note.txt", "attached text");
+    let result = run(mailrules()
+        .args(["send", "--config"])
+        .arg(&file)
+        .args([
+            "-a",
+            "shop",
+            "-u",
+            "clerk",
+            "-p",
+            "notice",
+            "--to",
+            "c@x.example",
+            "--message-id",
+            "<n7@x.example>",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--attach")
+        .arg(&attachment));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let eml = std::fs::read_to_string(dir.path().join("outbox/n7@x.example.eml")).unwrap();
+    assert!(eml.contains("Subject: Notice 7\r\n"), "{eml}");
+    assert!(
+        !eml.to_lowercase().contains("audit@x.example"),
+        "no Bcc in the file: {eml}"
+    );
+    assert!(eml.contains("filename=\"note.txt\""), "{eml}");
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("outbox/n7@x.example.envelope.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(envelope["from"], "shop@x.example");
+    assert_eq!(
+        envelope["to"],
+        serde_json::json!(["c@x.example", "audit@x.example"])
+    );
+}
+
+#[test]
+fn sendmail_gets_recipients_as_arguments_never_dash_t() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "fake-sendmail",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}/args\ncat > {0}/stdin\n",
+            dir.path().display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let config = SMALL.replace(
+        "file: {dir: outbox}",
+        &format!("sendmail: {{command: {}}}", script.display()),
+    );
+    let file = write(dir.path(), "c.yaml", &config);
+    let data = write(dir.path(), "data.json", r#"{"number": 8}"#);
+    let result = run(mailrules()
+        .args(["send", "--config"])
+        .arg(&file)
+        .args([
+            "-a",
+            "shop",
+            "-u",
+            "clerk",
+            "-p",
+            "notice",
+            "--to",
+            "c@x.example",
+        ])
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert!(!args.contains(&"-t"), "{args:?}");
+    assert!(
+        args.contains(&"c@x.example") && args.contains(&"audit@x.example"),
+        "{args:?}"
+    );
+    let stdin = std::fs::read_to_string(dir.path().join("stdin")).unwrap();
+    assert!(stdin.contains("Subject: Notice 8"), "{stdin}");
+    assert!(!stdin.contains("audit@x.example"), "{stdin}");
+}
+
+#[test]
+fn schema_prints_the_shipped_schema() {
+    let result = run(mailrules().arg("schema"));
+    assert_eq!(result.code, 0);
+    let printed: serde_json::Value = serde_json::from_str(&result.stdout).unwrap();
+    let shipped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("schemas/mailrules.schema.json").unwrap())
+            .unwrap();
+    assert_eq!(printed, shipped);
+    assert_eq!(
+        printed["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_any_output() {
+    const SECRET: &str = "Sup3r-Secret-Value-9137";
+    let base = [
+        "--config",
+        EXAMPLE,
+        "-a",
+        "acme-nl",
+        "-u",
+        "anna",
+        "-p",
+        "sales_invoice",
+    ];
+    let data = format!("{DATA}/sales_invoice.json");
+    let runs = [
+        vec!["validate", "--config", EXAMPLE],
+        [&["explain"][..], &base[..]].concat(),
+        [&["explain", "--format", "json"][..], &base[..]].concat(),
+        [
+            &["preview"][..],
+            &base[..],
+            &["--to", "c@x.example", "--data", &data][..],
+        ]
+        .concat(),
+        // No server listens on smtp.acme.example here: the send fails, and
+        // its error must not carry the password either.
+        [
+            &["send"][..],
+            &base[..],
+            &["--to", "c@x.example", "--data", &data][..],
+        ]
+        .concat(),
+    ];
+    for args in runs {
+        let result = run(mailrules()
+            .args(&args)
+            .env("ACME_BILLING_SMTP_PASSWORD", SECRET));
+        assert!(
+            !result.stdout.contains(SECRET),
+            "{args:?} printed the secret"
+        );
+        assert!(
+            !result.stderr.contains(SECRET),
+            "{args:?} printed the secret"
+        );
+    }
+}

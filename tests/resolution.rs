@@ -1,0 +1,300 @@
+//! The precedence chain and language fallback of DESIGN.md §2, through the
+//! library API on a small config written for each rule.
+
+use std::path::Path;
+
+use mailrules::config::{self, Config};
+use mailrules::resolve::{
+    Level, LevelStatus, Request, Resolution, ResolveError, TemplateSelector, resolve,
+};
+
+const BASE: &str = r#"
+system:
+  profile: sys
+  default_language: en
+  languages: [en, nl, de]
+  processes: [invoice, reminder]
+profiles:
+  sys: {file: {dir: out}, from: sys@x.example, reply_to: sys-reply@x.example, signature: {text: sys sig}}
+  tpl: {file: {dir: out}, from: tpl@x.example}
+  adm: {file: {dir: out}, from: adm@x.example}
+  own: {file: {dir: out}, from: own@x.example}
+administrations:
+  pinned:
+    name: Pinned
+    profile: adm
+    default_language: nl
+    languages: {en: {invoice: invoice-en, reminder: reminder}}
+  open:
+    name: Open
+    profile: null
+    default_language: nl
+    languages:
+      nl: {invoice: invoice-nl, reminder: reminder}
+      en: {invoice: invoice-en}
+  bare:
+    name: Bare
+users:
+  with-profile:
+    personal: {enabled: true, profile: own, from: me@x.example, reply_to: me-reply@x.example, signature: {text: my sig}}
+  overrides-only:
+    personal: {enabled: true, from: me2@x.example}
+  disabled:
+    personal: {enabled: false, profile: own, from: off@x.example}
+  plain: {}
+templates:
+  invoice-nl: {process: invoice, language: nl, subject: s, text: t}
+  invoice-en: {process: invoice, language: en, subject: s, text: t}
+  reminder: {process: reminder, subject: s, text: t, profile: tpl}
+"#;
+
+fn load(yaml: &str) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    config::load(Path::new(&file))
+        .unwrap_or_else(|e| panic!("fixture is valid: {e:?}"))
+        .config
+}
+
+fn process<'c>(
+    config: &'c Config,
+    admin: &str,
+    user: &str,
+    process: &str,
+    language: Option<&str>,
+) -> Result<Resolution<'c>, ResolveError> {
+    resolve(
+        config,
+        &Request {
+            administration: admin,
+            user,
+            selector: TemplateSelector::Process { process, language },
+            transport_override: None,
+        },
+    )
+}
+
+fn field<'a>(r: &'a Resolution<'_>, name: &str) -> &'a mailrules::resolve::FieldTrace {
+    r.fields.iter().find(|f| f.field == name).unwrap()
+}
+
+fn statuses(r: &Resolution<'_>) -> Vec<LevelStatus> {
+    r.levels.iter().map(|l| l.status).collect()
+}
+
+#[test]
+fn template_level_wins_and_personal_overrides_are_ignored() {
+    let config = load(BASE);
+    let r = process(&config, "open", "with-profile", "reminder", None).unwrap();
+    assert_eq!((r.level, r.profile.id.as_str()), (Level::Template, "tpl"));
+    assert_eq!(r.effective.from.email.to_string(), "tpl@x.example");
+    assert_eq!(
+        statuses(&r),
+        [
+            LevelStatus::Won,
+            LevelStatus::Empty,
+            LevelStatus::Shadowed,
+            LevelStatus::Shadowed
+        ]
+    );
+    let from = field(&r, "from");
+    let ignored = from
+        .shadowed
+        .iter()
+        .find(|s| s.ignored.is_some())
+        .expect("the personal from is listed");
+    assert_eq!(ignored.value, "me@x.example");
+    assert_eq!(
+        ignored.ignored.as_deref(),
+        Some("profile pinned by template `reminder`")
+    );
+}
+
+#[test]
+fn administration_level_wins_and_personal_overrides_are_ignored() {
+    let config = load(BASE);
+    let r = process(&config, "pinned", "with-profile", "invoice", Some("en")).unwrap();
+    assert_eq!(
+        (r.level, r.profile.id.as_str()),
+        (Level::Administration, "adm")
+    );
+    assert_eq!(r.effective.from.email.to_string(), "adm@x.example");
+    assert_eq!(
+        r.effective.reply_to, None,
+        "the personal reply-to does not apply"
+    );
+    let reply_to = field(&r, "reply_to");
+    assert_eq!(
+        reply_to.shadowed[0].ignored.as_deref(),
+        Some("profile pinned by administration `pinned`")
+    );
+}
+
+#[test]
+fn personal_level_wins_with_its_overrides() {
+    let config = load(BASE);
+    let r = process(&config, "open", "with-profile", "invoice", None).unwrap();
+    assert_eq!((r.level, r.profile.id.as_str()), (Level::Personal, "own"));
+    assert_eq!(
+        statuses(&r),
+        [
+            LevelStatus::Empty,
+            LevelStatus::Empty,
+            LevelStatus::Won,
+            LevelStatus::Shadowed
+        ]
+    );
+    assert_eq!(r.effective.from.email.to_string(), "me@x.example");
+    assert_eq!(
+        r.effective.reply_to.as_ref().unwrap().email.to_string(),
+        "me-reply@x.example"
+    );
+    assert_eq!(
+        r.effective.signature.as_ref().unwrap().text.as_deref(),
+        Some("my sig")
+    );
+    let from = field(&r, "from");
+    assert_eq!(from.origin.what, "personal settings of `with-profile`");
+    assert_eq!(
+        from.shadowed[0].value, "own@x.example",
+        "the profile's value is shown as shadowed"
+    );
+}
+
+#[test]
+fn system_level_wins_and_personal_overrides_apply() {
+    let config = load(BASE);
+    let r = process(&config, "open", "overrides-only", "invoice", None).unwrap();
+    assert_eq!((r.level, r.profile.id.as_str()), (Level::System, "sys"));
+    assert_eq!(
+        r.effective.from.email.to_string(),
+        "me2@x.example",
+        "personal from applies at level 4"
+    );
+    assert_eq!(
+        r.effective.reply_to.as_ref().unwrap().email.to_string(),
+        "sys-reply@x.example",
+        "fields without an override come from the profile"
+    );
+}
+
+#[test]
+fn empty_levels_are_skipped() {
+    let config = load(BASE);
+    let r = process(&config, "open", "plain", "invoice", None).unwrap();
+    assert_eq!(r.level, Level::System);
+    assert_eq!(
+        statuses(&r),
+        [
+            LevelStatus::Empty,
+            LevelStatus::Empty,
+            LevelStatus::Empty,
+            LevelStatus::Won
+        ]
+    );
+    assert_eq!(r.levels[2].note, "user `plain` has no personal settings");
+}
+
+#[test]
+fn disabled_personal_settings_count_for_nothing() {
+    let config = load(BASE);
+    let r = process(&config, "open", "disabled", "invoice", None).unwrap();
+    assert_eq!((r.level, r.profile.id.as_str()), (Level::System, "sys"));
+    assert_eq!(r.levels[2].status, LevelStatus::Disabled);
+    assert_eq!(
+        r.levels[2].profile.as_deref(),
+        Some("own"),
+        "the disabled choice is still shown"
+    );
+    assert_eq!(r.effective.from.email.to_string(), "sys@x.example");
+    let ignored = &field(&r, "from").shadowed[0];
+    assert_eq!(
+        ignored.ignored.as_deref(),
+        Some("personal settings of `disabled` are disabled")
+    );
+}
+
+#[test]
+fn no_profile_at_any_level_names_the_four_places() {
+    let config = load(&BASE.replace("  profile: sys\n", "  profile: null\n"));
+    let error = process(&config, "open", "plain", "invoice", None).unwrap_err();
+    let ResolveError::NoProfile { places } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(places.len(), 4);
+    assert_eq!(places[0], "template `invoice-nl`: no profile set");
+    assert_eq!(places[3], "system: no profile set");
+}
+
+#[test]
+fn language_falls_back_to_base_then_administration_then_system_default() {
+    let config = load(BASE);
+    let tried = |r: &Resolution<'_>| match &r.template.selection {
+        mailrules::resolve::Selection::LanguageTable { tried, .. } => {
+            tried.iter().map(|t| t.language.clone()).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    // en-GB -> en
+    let r = process(&config, "open", "plain", "invoice", Some("en-GB")).unwrap();
+    assert_eq!(r.template.template.id, "invoice-en");
+    assert_eq!(tried(&r), ["en-GB", "en"]);
+    assert_eq!(r.template.language.as_deref(), Some("en"));
+    // de has no table in `open` -> the administration's default nl
+    let r = process(&config, "open", "plain", "invoice", Some("de")).unwrap();
+    assert_eq!(r.template.template.id, "invoice-nl");
+    assert_eq!(tried(&r), ["de", "nl"]);
+    // `pinned` has only en: de -> nl (administration default, missing) -> en (system default)
+    let r = process(&config, "pinned", "plain", "invoice", Some("de")).unwrap();
+    assert_eq!(r.template.template.id, "invoice-en");
+    assert_eq!(tried(&r), ["de", "nl", "en"]);
+    // no language requested: the administration's default first
+    let r = process(&config, "open", "plain", "invoice", None).unwrap();
+    assert_eq!(tried(&r), ["nl"]);
+}
+
+#[test]
+fn no_template_lists_the_languages_tried() {
+    let config = load(BASE);
+    let error = process(&config, "bare", "plain", "invoice", Some("nl-BE")).unwrap_err();
+    assert_eq!(
+        error,
+        ResolveError::NoTemplate {
+            administration: "bare".into(),
+            process: "invoice".into(),
+            tried: vec!["nl-BE".into(), "nl".into(), "en".into()],
+        }
+    );
+}
+
+#[test]
+fn explicit_template_wins_over_the_language_table() {
+    let config = load(BASE);
+    let r = resolve(
+        &config,
+        &Request {
+            administration: "open",
+            user: "plain",
+            selector: TemplateSelector::Template("reminder"),
+            transport_override: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.template.template.id, "reminder");
+    assert_eq!(r.level, Level::Template);
+}
+
+#[test]
+fn unknown_names_are_errors_with_a_suggestion() {
+    let config = load(BASE);
+    let error = process(&config, "opne", "plain", "invoice", None).unwrap_err();
+    assert_eq!(error.to_string(), "unknown administration `opne`");
+    assert_eq!(error.hint(), "did you mean `open`?");
+    let error = process(&config, "open", "nobody", "invoice", None).unwrap_err();
+    assert_eq!(error.to_string(), "unknown user `nobody`");
+    let error = process(&config, "open", "plain", "invoices", None).unwrap_err();
+    assert_eq!(error.hint(), "did you mean `invoice`?");
+    let error = process(&config, "open", "plain", "invoice", Some("fr")).unwrap_err();
+    assert_eq!(error.to_string(), "unknown language `fr`");
+}
