@@ -85,7 +85,10 @@ pub fn human(r: &Resolution<'_>) -> String {
     for field in &r.fields {
         write_field(&mut out, field);
     }
-    out
+    // Empty columns leave trailing blanks; nobody wants them in a diff.
+    out.lines()
+        .map(|line| format!("{}\n", line.trim_end()))
+        .collect()
 }
 
 fn write_field(out: &mut String, field: &FieldTrace) {

@@ -241,6 +241,7 @@ fn mask_from(line: &str, column: usize) -> String {
     let start: String = line.chars().take(column.saturating_sub(1)).collect();
     let rest: String = line.chars().skip(column.saturating_sub(1)).collect();
     let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
+    let end = rest[..end].trim_end().len();
     format!("{start}***{}", &rest[end..])
 }
 
