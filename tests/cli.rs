@@ -112,7 +112,7 @@ fn every_problem_is_reported_in_one_run_with_its_place() {
     assert!(stderr.contains("unknown language `fr`"), "{stderr}");
     assert!(stderr.contains("unknown template `nope`"), "{stderr}");
     assert!(
-        stderr.contains("unknown process `notice`") == false,
+        !stderr.contains("unknown process `notice`"),
         "notice is declared: {stderr}"
     );
     assert!(stderr.contains("invalid (3 error(s)"), "{stderr}");

@@ -200,19 +200,19 @@ impl<'a> FileCtx<'a> {
             (None, Some(file)) => Secret::File(self.path(file)),
             (None, None) => unreachable!("the schema requires `env` or `file`"),
         };
-        if let Secret::Env(name) = &password {
-            if std::env::var_os(name).is_none() {
-                out.push(
-                    Diagnostic::warning(
-                        Some(self.value_at(&password_pointer)),
-                        dotted_path(&password_pointer),
-                        format!("environment variable `{name}` is not set here"),
-                    )
-                    .with_hint(format!(
-                        "sending with this account fails until `{name}` is set"
-                    )),
-                );
-            }
+        if let Secret::Env(name) = &password
+            && std::env::var_os(name).is_none()
+        {
+            out.push(
+                Diagnostic::warning(
+                    Some(self.value_at(&password_pointer)),
+                    dotted_path(&password_pointer),
+                    format!("environment variable `{name}` is not set here"),
+                )
+                .with_hint(format!(
+                    "sending with this account fails until `{name}` is set"
+                )),
+            );
         }
         self.located(
             Account {

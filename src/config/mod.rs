@@ -63,7 +63,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             Ok((source, value)) => match deserialize(&value, &source) {
                 Ok(raw) => parsed.push(ParsedFile { source, raw }),
                 Err(d) => {
-                    diagnostics.push(d);
+                    diagnostics.push(*d);
                     sources.push(source);
                 }
             },
@@ -113,7 +113,7 @@ pub fn load_transport_override(path: &Path) -> Result<Located<Transport>, LoadEr
     let result = parse_checked(source, schema::Kind::Transport).and_then(|(source, value)| {
         let raw = match deserialize(&value, &source) {
             Ok(raw) => raw,
-            Err(d) => return Err((source, vec![d])),
+            Err(d) => return Err((source, vec![*d])),
         };
         match compile::compile_transport(&source, &raw) {
             Ok(transport) => Ok(transport),
@@ -204,7 +204,7 @@ fn yaml_diagnostic(source: &SourceFile, error: yaml::YamlError) -> Diagnostic {
 fn deserialize<T: serde::de::DeserializeOwned>(
     value: &Value,
     source: &SourceFile,
-) -> Result<T, Diagnostic> {
+) -> Result<T, Box<Diagnostic>> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let pointer: String = path
@@ -212,12 +212,14 @@ fn deserialize<T: serde::de::DeserializeOwned>(
             .filter(|s| !s.is_empty() && *s != "?")
             .map(|s| format!("/{}", s.trim_start_matches('[').trim_end_matches(']')))
             .collect();
-        Diagnostic::error(
-            Some(source.value_at(&pointer)),
-            path,
-            format!("cannot read this value: {}", error.inner()),
+        Box::new(
+            Diagnostic::error(
+                Some(source.value_at(&pointer)),
+                path,
+                format!("cannot read this value: {}", error.inner()),
+            )
+            .with_hint("this is a mailrules bug (schema and model disagree); please report it"),
         )
-        .with_hint("this is a mailrules bug (schema and model disagree); please report it")
     })
 }
 

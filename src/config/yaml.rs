@@ -429,10 +429,10 @@ fn number(text: &str) -> Result<Option<Value>, ScalarError> {
             Some("quote it if it is meant as text"),
         ));
     }
-    if is_float(unsigned) {
-        if let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Ok(Some(Value::Number(number)));
-        }
+    if is_float(unsigned)
+        && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Ok(Some(Value::Number(number)));
     }
     Ok(None)
 }

@@ -187,17 +187,17 @@ impl Sources<'_> {
         default: &str,
     ) -> FieldTrace {
         let mut candidates = Vec::new();
-        if let Some(personal) = self.personal {
-            if let Some((value, at)) = from_personal(personal) {
-                candidates.push(Candidate {
-                    value,
-                    origin: Origin {
-                        what: format!("personal settings of `{}`", self.user.id),
-                        source: Some(at),
-                    },
-                    blocked: self.personal_blocked.clone(),
-                });
-            }
+        if let Some(personal) = self.personal
+            && let Some((value, at)) = from_personal(personal)
+        {
+            candidates.push(Candidate {
+                value,
+                origin: Origin {
+                    what: format!("personal settings of `{}`", self.user.id),
+                    source: Some(at),
+                },
+                blocked: self.personal_blocked.clone(),
+            });
         }
         candidates.extend(self.profile_candidates(from_profile));
         pick(field, candidates, default)

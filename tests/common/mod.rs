@@ -96,18 +96,16 @@ impl SmtpServer {
     fn wait_ready(&self, security: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if self.dir.path().join("cert.pem").exists() {
-                if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                    if security == "tls" {
-                        return; // the banner is inside TLS; the listener is up
-                    }
-                    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                    let mut line = String::new();
-                    if BufReader::new(stream).read_line(&mut line).is_ok()
-                        && line.starts_with("220")
-                    {
-                        return;
-                    }
+            if self.dir.path().join("cert.pem").exists()
+                && let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port))
+            {
+                if security == "tls" {
+                    return; // the banner is inside TLS; the listener is up
+                }
+                stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut line = String::new();
+                if BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("220") {
+                    return;
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
