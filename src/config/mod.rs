@@ -230,7 +230,7 @@ fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
         let line = source.and_then(|s| s.line(at.line));
         d.source_line = match line {
             // A literal where a password belongs must not be shown again.
-            Some(line) if d.path.split('.').any(|s| s == "password") => {
+            Some(line) if d.path.ends_with("password") => {
                 Some(mask_from(line, at.column))
             }
             other => other.map(str::to_string),

@@ -67,7 +67,7 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             .iter()
             .map(|key| {
                 at_key(&pointer_join(&pointer, key), format!("unknown key `{key}`"))
-                    .with_hint(known_keys_hint(schema_path))
+                    .with_hint(known_keys_hint(schema_path, key))
             })
             .collect(),
         ValidationErrorKind::Required { property } => {
@@ -124,12 +124,14 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             ),
         ],
         ValidationErrorKind::Type { kind } => {
-            let diagnostic = at_value(format!(
-                "expected {}, found {}",
-                expected_type(kind),
-                describe(error.instance())
-            ));
-            vec![match type_hint(error.instance()) {
+            let written = source.positions.written(&pointer);
+            let found = match (error.instance().as_ref(), written) {
+                (Value::Number(_), Some(text)) => format!("the number `{text}`"),
+                (Value::Bool(_), Some(text)) => format!("the boolean `{text}`"),
+                (other, _) => describe(other),
+            };
+            let diagnostic = at_value(format!("expected {}, found {found}", expected_type(kind)));
+            vec![match type_hint(error.instance(), written) {
                 Some(hint) => diagnostic.with_hint(hint),
                 None => diagnostic,
             }]
@@ -174,7 +176,7 @@ fn is_transport_choice(schema_path: &str) -> bool {
 }
 
 /// "known keys: a, b, c" from the `properties` of the schema that rejected a key.
-fn known_keys_hint(schema_path: &str) -> String {
+fn known_keys_hint(schema_path: &str, key: &str) -> String {
     let root: Value = serde_json::from_str(SCHEMA).expect("the embedded schema is JSON");
     let object_schema = schema_path
         .strip_suffix("/additionalProperties")
@@ -189,8 +191,14 @@ fn known_keys_hint(schema_path: &str) -> String {
         .and_then(Value::as_object)
     {
         Some(properties) => {
-            let names: Vec<String> = properties.keys().map(|k| format!("`{k}`")).collect();
-            format!("known keys here: {}", names.join(", "))
+            let known: Vec<&String> = properties.keys().collect();
+            match super::compile::closest(key, &known) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => {
+                    let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                    format!("known keys here: {}", names.join(", "))
+                }
+            }
         }
         None => "remove it".into(),
     }
@@ -225,15 +233,19 @@ fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile
     }
 }
 
-/// Whether `pointer` is a password or inside one.
+/// Whether `pointer` is a password value (not the `env`/`file` reference
+/// inside one, which names where the secret is and is fine to show).
 pub fn is_secret_path(pointer: &str) -> bool {
-    pointer.split('/').any(|segment| segment == "password")
+    pointer.ends_with("/password")
 }
 
-fn type_hint(found: &Value) -> Option<String> {
+/// `written` is the scalar as it stands in the file (`0123`, not `123`).
+fn type_hint(found: &Value, written: Option<&str>) -> Option<String> {
     match found {
-        Value::Number(n) => Some(format!("quote it to make it text: \"{n}\"")),
-        Value::Bool(b) => Some(format!("quote it to make it text: \"{b}\"")),
+        Value::Number(_) | Value::Bool(_) => {
+            let written = written.map_or_else(|| found.to_string(), str::to_string);
+            Some(format!("quote it to keep it as text exactly as written: \"{written}\""))
+        }
         Value::String(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "Yes" | "No") => {
             Some("write `true` or `false`".into())
         }

@@ -55,6 +55,9 @@ pub struct NodePosition {
 #[derive(Debug, Default)]
 pub struct Positions {
     nodes: HashMap<String, NodePosition>,
+    /// The text as written of plain scalars that became numbers, booleans
+    /// or null, so that an error can say exactly what to quote.
+    typed_scalars: HashMap<String, String>,
 }
 
 impl Positions {
@@ -80,6 +83,11 @@ impl Positions {
     /// Position of the value at `pointer`.
     pub fn value(&self, pointer: &str) -> Option<Position> {
         self.find(pointer).map(|node| node.value)
+    }
+
+    /// How a number, boolean or null at `pointer` was written (`0123`, `yes`).
+    pub fn written(&self, pointer: &str) -> Option<&str> {
+        self.typed_scalars.get(pointer).map(String::as_str)
     }
 }
 
@@ -109,12 +117,11 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|error| {
-            YamlError::at(
-                *error.marker(),
-                "",
-                format!("invalid YAML: {}", error.info()),
-                None,
-            )
+            let hint = error
+                .info()
+                .contains("tab")
+                .then_some("YAML indents with spaces only: replace the tab with spaces");
+            YamlError::at(*error.marker(), "", format!("invalid YAML: {}", error.info()), hint)
         })?;
         builder.event(event, span)?;
     }
@@ -178,6 +185,9 @@ impl Builder {
                 let value = scalar(&text, style, tag.as_deref())
                     .map_err(|(message, hint)| YamlError::at(start, &pointer, message, hint))?;
                 self.count(1, start, &pointer)?;
+                if !value.is_string() {
+                    self.positions.typed_scalars.insert(pointer, text.to_string());
+                }
                 self.finish(value, 1, anchor)?;
             }
             Event::Alias(anchor) => {
