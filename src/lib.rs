@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod load;
 pub mod render;
 pub mod resolve;
 pub mod transport;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mailrules::config::{self, Config};
+use mailrules::config::Config;
 use mailrules::resolve::{
     Level, LevelStatus, Request, Resolution, ResolveError, TemplateSelector, resolve,
 };
@@ -52,7 +52,7 @@ fn load(yaml: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
     std::fs::write(&file, yaml).unwrap();
-    config::load(Path::new(&file))
+    mailrules::load::load(Path::new(&file), Default::default())
         .unwrap_or_else(|e| panic!("fixture is valid: {e:?}"))
         .config
 }
@@ -297,4 +297,55 @@ fn unknown_names_are_errors_with_a_suggestion() {
     assert_eq!(error.hint(), "did you mean `invoice`?");
     let error = process(&config, "open", "plain", "invoice", Some("fr")).unwrap_err();
     assert_eq!(error.to_string(), "unknown language `fr`");
+}
+
+/// `explain` formats the same call that `send` uses; every traced value must
+/// be the effective one, in every context of the example.
+#[test]
+fn the_trace_always_shows_the_effective_values() {
+    let loaded =
+        mailrules::load::load(Path::new("examples/acme/config"), Default::default()).unwrap();
+    let config = &loaded.config;
+    let mut checked = 0;
+    for admin in config.administrations.keys() {
+        for user in config.users.keys() {
+            for process_name in &config.system.processes {
+                for language in [None, Some("nl"), Some("en"), Some("nl-BE")] {
+                    let Ok(r) = process(config, admin, user, process_name, language) else {
+                        continue;
+                    };
+                    let e = &r.effective;
+                    let text = |m: &Option<lettre::message::Mailbox>| {
+                        m.as_ref().map_or("(none)".to_string(), |m| m.to_string())
+                    };
+                    let bcc = if e.bcc.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        e.bcc
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let context = format!("{admin}/{user}/{process_name}/{language:?}");
+                    assert_eq!(field(&r, "from").value, e.from.to_string(), "{context}");
+                    assert_eq!(field(&r, "reply_to").value, text(&e.reply_to), "{context}");
+                    assert_eq!(field(&r, "bcc").value, bcc, "{context}");
+                    assert_eq!(field(&r, "html").value, e.html.to_string(), "{context}");
+                    assert_eq!(
+                        field(&r, "transport").value,
+                        mailrules::resolve::fields_transport_text(&e.transport),
+                        "{context}"
+                    );
+                    assert_eq!(
+                        field(&r, "signature").value == "(none)",
+                        e.signature.is_none(),
+                        "{context}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} contexts resolved");
 }

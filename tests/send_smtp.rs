@@ -113,7 +113,7 @@ fn invoice_arrives_over_starttls_with_auth_and_bcc_only_in_the_envelope() {
     );
     assert_eq!(
         attachment.contents(),
-        std::fs::read("examples/acme/files/algemene-voorwaarden.pdf")
+        std::fs::read("examples/acme/config/files/algemene-voorwaarden.pdf")
             .unwrap()
             .as_slice()
     );

@@ -15,6 +15,8 @@ pub enum Format {
 
 /// Who sends what: the request context.
 #[derive(Debug, Clone, Args)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("selector").required(true).args(["process", "template"]))]
 pub struct ContextArgs {
     /// Administration (company) the message is sent for.
     #[arg(long, short = 'a')]
@@ -23,15 +25,11 @@ pub struct ContextArgs {
     #[arg(long, short = 'u')]
     pub user: String,
     /// Business process, e.g. `sales_invoice`; the language table picks the template.
-    #[arg(
-        long,
-        short = 'p',
-        required_unless_present = "template",
-        conflicts_with = "template"
-    )]
+    #[arg(long, short = 'p')]
     pub process: Option<String>,
-    /// Language of the message, e.g. `nl` or `nl-BE` (falls back to `nl`, then the defaults).
-    #[arg(long, short = 'l', requires = "process")]
+    /// Language of the message, e.g. `nl` or `nl-BE` (falls back to `nl`,
+    /// then the defaults). Only with --process: a template has its own language.
+    #[arg(long, short = 'l', requires = "process", conflicts_with = "template")]
     pub language: Option<String>,
     /// Use this template instead of the language table.
     #[arg(long, short = 't')]

@@ -2,17 +2,16 @@
 //! nothing itself.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
 use crate::config::Location;
 use crate::resolve::{self, FieldTrace, Resolution, Selection};
 
-use super::{CliError, ContextArgs, Format, Prepared};
+use super::{CliError, ConfigSource, ContextArgs, Format, Prepared};
 
-pub fn run(path: &Path, context: &ContextArgs, format: Format) -> Result<u8, CliError> {
-    let prepared = Prepared::load(path, context)?;
+pub fn run(source: &ConfigSource, context: &ContextArgs, format: Format) -> Result<u8, CliError> {
+    let prepared = Prepared::load(source, context)?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     match format {
         Format::Human => print!("{}", human(&resolution)),
@@ -67,7 +66,16 @@ pub fn human(r: &Resolution<'_>) -> String {
             }
         }
     }
-    let _ = writeln!(out, "\nprofile: {} (level {})", r.profile.id, r.level);
+    let number = r
+        .levels
+        .iter()
+        .position(|l| l.level == r.level)
+        .map_or(0, |i| i + 1);
+    let _ = writeln!(
+        out,
+        "\nprofile: {} (level {number}, {})",
+        r.profile.id, r.level
+    );
     for (i, level) in r.levels.iter().enumerate() {
         let status = serde_json::to_value(level.status).expect("status is JSON");
         let _ = writeln!(

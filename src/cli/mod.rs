@@ -9,12 +9,13 @@ mod report;
 mod send;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, LoadError, Loaded, Located, Transport};
+use crate::config::{self, LoadError, LoadOptions, Loaded, Located, Transport};
+use crate::load;
 use crate::render::{FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
@@ -34,6 +35,10 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub config: Option<PathBuf>,
+    /// Accept literal passwords in the YAML (with a warning). For local
+    /// experiments only: never commit a password.
+    #[arg(long, global = true)]
+    pub allow_plaintext_secrets: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +51,9 @@ pub enum Command {
     Validate {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        /// Treat warnings as errors (exit 1).
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Show which template and profile a message uses, and why.
     Explain {
@@ -89,6 +97,26 @@ pub enum CliError {
         #[source]
         error: std::io::Error,
     },
+    /// A file named on the command line (data, transport override) is invalid.
+    #[error("{what} `{}` is invalid", path.display())]
+    InvalidFile {
+        what: &'static str,
+        path: PathBuf,
+        diagnostics: Vec<config::Diagnostic>,
+    },
+}
+
+/// Errors of a file named on the command line are about that file, not
+/// about the configuration.
+fn file_error(what: &'static str, path: &std::path::Path) -> impl FnOnce(LoadError) -> CliError {
+    move |error| match error {
+        LoadError::Invalid { diagnostics } => CliError::InvalidFile {
+            what,
+            path: path.to_path_buf(),
+            diagnostics,
+        },
+        io => CliError::Load(io),
+    }
 }
 
 impl CliError {
@@ -113,28 +141,36 @@ pub fn main() -> ExitCode {
 
 /// Runs one command; `Ok` carries the exit code of a completed command.
 pub fn run(cli: Cli) -> Result<u8, CliError> {
+    if let Command::Schema = cli.command {
+        print!("{}", config::schema::SCHEMA);
+        return Ok(0);
+    }
+    let source = ConfigSource {
+        path: cli.config.ok_or_else(|| {
+            CliError::Usage(
+                "no configuration given: pass --config PATH or set MAILRULES_CONFIG".into(),
+            )
+        })?,
+        options: LoadOptions {
+            allow_plaintext_secrets: cli.allow_plaintext_secrets,
+        },
+    };
     match cli.command {
-        Command::Schema => {
-            print!("{}", config::schema::SCHEMA);
-            Ok(0)
-        }
-        Command::Validate { format } => validate::run(&config_path(&cli.config)?, format),
-        Command::Explain { context, format } => {
-            explain::run(&config_path(&cli.config)?, &context, format)
-        }
-        Command::Preview { context, message } => {
-            preview::run(&config_path(&cli.config)?, &context, &message)
-        }
-        Command::Send { context, message } => {
-            send::run(&config_path(&cli.config)?, &context, &message)
-        }
+        Command::Schema => unreachable!("handled above"),
+        Command::Validate {
+            format,
+            deny_warnings,
+        } => validate::run(&source, format, deny_warnings),
+        Command::Explain { context, format } => explain::run(&source, &context, format),
+        Command::Preview { context, message } => preview::run(&source, &context, &message),
+        Command::Send { context, message } => send::run(&source, &context, &message),
     }
 }
 
-fn config_path(config: &Option<PathBuf>) -> Result<PathBuf, CliError> {
-    config.clone().ok_or_else(|| {
-        CliError::Usage("no configuration given: pass --config PATH or set MAILRULES_CONFIG".into())
-    })
+/// Where the configuration is and how strictly to load it.
+pub(crate) struct ConfigSource {
+    pub path: PathBuf,
+    pub options: LoadOptions,
 }
 
 /// The loaded config and the optional transport override of a command.
@@ -144,10 +180,18 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub fn load(path: &Path, context: &ContextArgs) -> Result<Self, CliError> {
-        let loaded = config::load(path)?;
+    pub fn load(source: &ConfigSource, context: &ContextArgs) -> Result<Self, CliError> {
+        let loaded = load::load(&source.path, source.options)?;
+        // Other warnings are `validate`'s business; a plaintext password is
+        // worth a word on every run.
+        for warning in loaded.warnings.iter().filter(|w| w.secret_value) {
+            eprint!("{}", report::diagnostic(warning));
+        }
         let transport_override = match &context.transport_override {
-            Some(file) => Some(config::load_transport_override(file)?),
+            Some(file) => Some(
+                config::load_transport_override(file, source.options)
+                    .map_err(file_error("transport override", file))?,
+            ),
             None => None,
         };
         Ok(Prepared {
@@ -169,7 +213,7 @@ impl Prepared {
 /// Reads the data file and attachments named on the command line.
 fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
     let data = match &args.data {
-        Some(path) => config::load_data(path)?,
+        Some(path) => config::load_data(path).map_err(file_error("data file", path))?,
         None => serde_json::Value::Object(Default::default()),
     };
     let attachments = args

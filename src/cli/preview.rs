@@ -2,15 +2,18 @@
 //! the envelope (which holds the BCC) as a note on stderr.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::render;
 use crate::resolve;
 
-use super::{CliError, ContextArgs, MessageArgs, Prepared, message_input};
+use super::{CliError, ConfigSource, ContextArgs, MessageArgs, Prepared, message_input};
 
-pub fn run(path: &Path, context: &ContextArgs, message: &MessageArgs) -> Result<u8, CliError> {
-    let prepared = Prepared::load(path, context)?;
+pub fn run(
+    source: &ConfigSource,
+    context: &ContextArgs,
+    message: &MessageArgs,
+) -> Result<u8, CliError> {
+    let prepared = Prepared::load(source, context)?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     let rendered = render::render(&resolution, &message_input(message)?)?;
     let envelope = rendered.envelope();

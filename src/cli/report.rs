@@ -55,7 +55,13 @@ pub fn error(error: &CliError) {
                 eprint!("{}", diagnostic(d));
             }
             let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-            eprintln!("error: the configuration has {errors} error(s); nothing was sent");
+            eprintln!("error: the configuration has {errors} error(s)");
+        }
+        CliError::InvalidFile { diagnostics, .. } => {
+            for d in diagnostics {
+                eprint!("{}", diagnostic(d));
+            }
+            eprintln!("error: {error}");
         }
         other => {
             eprintln!("error: {other}");

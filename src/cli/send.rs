@@ -1,16 +1,18 @@
 //! `mailrules send`: resolve, compose, deliver. Nothing is reported as sent
 //! unless the transport confirmed it.
 
-use std::path::Path;
-
 use crate::render;
 use crate::resolve::{self, fields_transport_text};
 use crate::transport::{self, Outgoing};
 
-use super::{CliError, ContextArgs, MessageArgs, Prepared, message_input};
+use super::{CliError, ConfigSource, ContextArgs, MessageArgs, Prepared, message_input};
 
-pub fn run(path: &Path, context: &ContextArgs, message: &MessageArgs) -> Result<u8, CliError> {
-    let prepared = Prepared::load(path, context)?;
+pub fn run(
+    source: &ConfigSource,
+    context: &ContextArgs,
+    message: &MessageArgs,
+) -> Result<u8, CliError> {
+    let prepared = Prepared::load(source, context)?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     let rendered = render::render(&resolution, &message_input(message)?)?;
     let deliver = transport::connect(&resolution.effective)?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 
+use super::checks;
 use super::diagnostic::{Diagnostic, Location, dotted_path, pointer_join};
 use super::model::*;
 use super::raw::*;
@@ -24,22 +25,53 @@ pub struct ParsedFile {
     pub raw: RawFile,
 }
 
+/// What is known to exist but could not be compiled, so that the checks of
+/// everything else do not report it a second time as "unknown".
+#[derive(Debug, Default)]
+pub struct Broken {
+    /// Ids per section (`profiles`, `templates`, ...) that have errors.
+    pub ids: BTreeMap<String, Vec<String>>,
+    /// The `system` section has errors.
+    pub system: bool,
+    /// A file or a whole section could not be read: references cannot be
+    /// checked reliably, so they are not checked in this run.
+    pub incomplete: bool,
+}
+
+impl Broken {
+    pub fn ids(&self, section: &str) -> &[String] {
+        self.ids.get(section).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Builds the configuration; `None` when any error was found.
-pub fn compile(files: &[ParsedFile]) -> (Option<Config>, Vec<Diagnostic>) {
+/// `root` is the configuration's directory (the `--config` directory, or
+/// the directory of a single config file).
+pub fn compile(
+    files: &[ParsedFile],
+    root: &Path,
+    mut broken: Broken,
+) -> (Option<Config>, Vec<Diagnostic>) {
     let mut out = Diagnostics::default();
     let mut merged = Merged::default();
     for file in files {
-        merge_file(file, &mut merged, &mut out);
+        merge_file(file, root, &mut merged, &mut out);
     }
     let Some(system) = merged.system.take() else {
-        out.push(
-            Diagnostic::error(None, "system", "no file has a `system` section").with_hint(
-                "add `system:` with `default_language`, `languages` and `processes` to one file",
-            ),
-        );
+        if !broken.system && !broken.incomplete {
+            out.push(
+                Diagnostic::error(None, "system", "no file has a `system` section").with_hint(
+                    "add `system:` with `default_language`, `languages` and `processes` to one file",
+                ),
+            );
+        }
         return (None, out.0);
     };
-    let broken_profiles = std::mem::take(&mut merged.broken_profiles);
+    broken
+        .ids
+        .entry("profiles".into())
+        .or_default()
+        .append(&mut merged.broken_profiles);
     let config = Config {
         system,
         profiles: merged
@@ -60,7 +92,7 @@ pub fn compile(files: &[ParsedFile]) -> (Option<Config>, Vec<Diagnostic>) {
             .collect(),
         alerts: merged.alerts,
     };
-    check_references(&config, &broken_profiles, &mut out);
+    checks::run(&config, &broken, &mut out);
     let failed = out.0.iter().any(Diagnostic::is_error);
     (if failed { None } else { Some(config) }, out.0)
 }
@@ -71,7 +103,8 @@ pub fn compile_transport(
     raw: &RawTransport,
 ) -> Result<Located<Transport>, Vec<Diagnostic>> {
     let mut out = Diagnostics::default();
-    let file = FileCtx::new(source);
+    let root = source.path.parent().unwrap_or(Path::new("."));
+    let file = FileCtx::new(source, root);
     let transport = file.transport(raw, "", &mut out);
     match transport {
         Some(t) if out.0.iter().all(|d| !d.is_error()) => Ok(Located::new(t, file.value_at(""))),
@@ -80,10 +113,10 @@ pub fn compile_transport(
 }
 
 #[derive(Default)]
-struct Diagnostics(Vec<Diagnostic>);
+pub(super) struct Diagnostics(pub(super) Vec<Diagnostic>);
 
 impl Diagnostics {
-    fn push(&mut self, d: Diagnostic) {
+    pub(super) fn push(&mut self, d: Diagnostic) {
         self.0.push(d);
     }
 }
@@ -128,16 +161,18 @@ fn insert_unique<T>(
 struct FileCtx<'a> {
     source: &'a SourceFile,
     dir: PathBuf,
+    /// The configuration's root directory: files it names stay inside.
+    root: &'a Path,
 }
 
 impl<'a> FileCtx<'a> {
-    fn new(source: &'a SourceFile) -> Self {
+    fn new(source: &'a SourceFile, root: &'a Path) -> Self {
         let dir = source
             .path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        FileCtx { source, dir }
+        FileCtx { source, dir, root }
     }
 
     fn value_at(&self, pointer: &str) -> Location {
@@ -195,15 +230,18 @@ impl<'a> FileCtx<'a> {
 
     fn account(&self, raw: &RawAccount, pointer: &str, out: &mut Diagnostics) -> Located<Account> {
         let password_pointer = pointer_join(pointer, "password");
-        let password = match (&raw.password.env, &raw.password.file) {
-            (Some(name), _) => Secret::Env(name.clone()),
-            (None, Some(file)) => Secret::File(self.path(file)),
-            (None, None) => unreachable!("the schema requires `env` or `file`"),
+        let password = match &raw.password {
+            RawPassword::Literal(value) => Secret::Literal(value.clone()),
+            RawPassword::Reference(RawSecret {
+                env: Some(name), ..
+            }) => Secret::Env(name.clone()),
+            RawPassword::Reference(RawSecret {
+                file: Some(file), ..
+            }) => Secret::File(self.path(file)),
+            RawPassword::Reference(_) => unreachable!("the schema requires `env` or `file`"),
         };
-        if let Secret::Env(name) = &password
-            && std::env::var_os(name).is_none()
-        {
-            out.push(
+        match &password {
+            Secret::Env(name) if std::env::var_os(name).is_none() => out.push(
                 Diagnostic::warning(
                     Some(self.value_at(&password_pointer)),
                     dotted_path(&password_pointer),
@@ -212,7 +250,16 @@ impl<'a> FileCtx<'a> {
                 .with_hint(format!(
                     "sending with this account fails until `{name}` is set"
                 )),
-            );
+            ),
+            Secret::File(path) if std::fs::File::open(path).is_err() => out.push(
+                Diagnostic::warning(
+                    Some(self.value_at(&password_pointer)),
+                    dotted_path(&password_pointer),
+                    format!("secret file `{}` cannot be read here", path.display()),
+                )
+                .with_hint("sending with this account fails until the file exists and is readable"),
+            ),
+            _ => {}
         }
         self.located(
             Account {
@@ -315,6 +362,35 @@ impl<'a> FileCtx<'a> {
         )
     }
 
+    /// An attachment goes to customers: it must exist and stay inside the
+    /// configuration's directory (no `../../etc/passwd`).
+    fn require_file_inside(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {
+        self.require_file(path, pointer, out);
+        let inside = match (
+            std::fs::canonicalize(path),
+            std::fs::canonicalize(self.root),
+        ) {
+            (Ok(path), Ok(root)) => path.starts_with(root),
+            _ => true, // a missing file is reported above
+        };
+        if !inside {
+            out.push(
+                Diagnostic::error(
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
+                    format!(
+                        "`{}` is outside the configuration directory",
+                        path.display()
+                    ),
+                )
+                .with_hint(format!(
+                    "keep attachments inside `{}` (they are sent to customers)",
+                    self.root.display()
+                )),
+            );
+        }
+    }
+
     fn require_file(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {
         if !path.is_file() {
             out.push(
@@ -325,15 +401,20 @@ impl<'a> FileCtx<'a> {
                 )
                 .with_hint(format!(
                     "paths are relative to the directory of this config file ({})",
-                    self.dir.display()
+                    if self.dir.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        &self.dir
+                    }
+                    .display()
                 )),
             );
         }
     }
 }
 
-fn merge_file(file: &ParsedFile, merged: &mut Merged, out: &mut Diagnostics) {
-    let ctx = FileCtx::new(&file.source);
+fn merge_file(file: &ParsedFile, root: &Path, merged: &mut Merged, out: &mut Diagnostics) {
+    let ctx = FileCtx::new(&file.source, root);
     let raw = &file.raw;
     if let Some(system) = &raw.system {
         let at = ctx.key_at("/system");
@@ -569,7 +650,7 @@ fn compile_template(
         .map(|(i, a)| {
             let item = pointer_join(&attachments_pointer, &i.to_string());
             let path = ctx.path(&a.path);
-            ctx.require_file(&path, &pointer_join(&item, "path"), out);
+            ctx.require_file_inside(&path, &pointer_join(&item, "path"), out);
             let name = a.name.clone().unwrap_or_else(|| {
                 path.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -600,6 +681,12 @@ fn compile_template(
             .map(|h| ctx.located(h.clone(), &at("html"))),
         disclaimer: raw.disclaimer.as_ref().map(|d| ctx.signature(d)),
         attachments,
+        sample_data: raw.sample_data.as_ref().map(|path| {
+            let pointer = at("sample_data");
+            let path = ctx.path(path);
+            ctx.require_file(&path, &pointer, out);
+            ctx.located(path, &pointer)
+        }),
     }
 }
 
@@ -631,188 +718,4 @@ fn compile_alerts(ctx: &FileCtx<'_>, raw: &RawAlerts, out: &mut Diagnostics) -> 
             .and_then(|a| ctx.mailbox(a, "/alerts/admin_email", out)),
         definitions,
     }
-}
-
-/// Every id, language and process named anywhere must exist.
-fn check_references(config: &Config, broken_profiles: &[String], out: &mut Diagnostics) {
-    let profile_ref = |reference: &Option<Located<String>>, path: &str, out: &mut Diagnostics| {
-        if let Some(id) = reference {
-            let known = config.profiles.keys().chain(broken_profiles);
-            check_known(&id.value, &id.at, path, "profile", known, out);
-        }
-    };
-    let language_ref = |language: &str, at: &Location, path: &str, out: &mut Diagnostics| {
-        check_known(
-            language,
-            at,
-            path,
-            "language",
-            config.system.languages.iter(),
-            out,
-        );
-    };
-    let system = &config.system;
-    profile_ref(&system.profile, "system.profile", out);
-    language_ref(
-        &system.default_language.value,
-        &system.default_language.at,
-        "system.default_language",
-        out,
-    );
-
-    for (id, admin) in &config.administrations {
-        profile_ref(
-            &admin.profile,
-            &format!("administrations.{id}.profile"),
-            out,
-        );
-        if let Some(language) = &admin.default_language {
-            language_ref(
-                &language.value,
-                &language.at,
-                &format!("administrations.{id}.default_language"),
-                out,
-            );
-        }
-        for (language, processes) in &admin.languages {
-            let path = format!("administrations.{id}.languages.{language}");
-            if let Some(first) = processes.values().next() {
-                language_ref(language, &first.at, &path, out);
-            }
-            for (process, template) in processes {
-                let path = format!("{path}.{process}");
-                check_known(
-                    process,
-                    &template.at,
-                    &path,
-                    "process",
-                    system.processes.iter(),
-                    out,
-                );
-                check_known(
-                    &template.value,
-                    &template.at,
-                    &path,
-                    "template",
-                    config.templates.keys(),
-                    out,
-                );
-                let declared = config
-                    .templates
-                    .get(&template.value)
-                    .and_then(|t| t.process.as_ref());
-                if let Some(declared) = declared.filter(|declared| *declared != process) {
-                    out.push(
-                        Diagnostic::error(
-                            Some(template.at.clone()),
-                            path.clone(),
-                            format!(
-                                "template `{}` is for process `{declared}`, not `{process}`",
-                                template.value
-                            ),
-                        )
-                        .with_hint("map this process to a template written for it"),
-                    );
-                }
-            }
-        }
-    }
-    for (id, user) in &config.users {
-        if let Some(personal) = &user.personal {
-            profile_ref(
-                &personal.profile,
-                &format!("users.{id}.personal.profile"),
-                out,
-            );
-        }
-    }
-    for (id, template) in &config.templates {
-        profile_ref(&template.profile, &format!("templates.{id}.profile"), out);
-        if let Some(process) = &template.process {
-            check_known(
-                process,
-                &template.at,
-                &format!("templates.{id}.process"),
-                "process",
-                system.processes.iter(),
-                out,
-            );
-        }
-        if let Some(language) = &template.language {
-            language_ref(
-                language,
-                &template.at,
-                &format!("templates.{id}.language"),
-                out,
-            );
-        }
-    }
-    if let Some(alerts) = &config.alerts {
-        profile_ref(&alerts.profile, "alerts.profile", out);
-        for (name, alert) in &alerts.definitions {
-            let path = format!("alerts.definitions.{name}.template");
-            check_known(
-                &alert.template.value,
-                &alert.template.at,
-                &path,
-                "template",
-                config.templates.keys(),
-                out,
-            );
-        }
-    }
-}
-
-fn check_known<'a>(
-    name: &str,
-    at: &Location,
-    path: &str,
-    what: &str,
-    known: impl Iterator<Item = &'a String>,
-    out: &mut Diagnostics,
-) {
-    let known: Vec<&String> = known.collect();
-    if known.iter().any(|k| *k == name) {
-        return;
-    }
-    let hint = match closest(name, &known) {
-        Some(close) => format!("did you mean `{close}`?"),
-        None if known.is_empty() => format!("no {what} is declared"),
-        None => format!(
-            "known {what}s: {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    out.push(
-        Diagnostic::error(Some(at.clone()), path, format!("unknown {what} `{name}`"))
-            .with_hint(hint),
-    );
-}
-
-/// The known name within edit distance 2 of `name`, if any.
-pub fn closest<'a>(name: &str, known: &[&'a String]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }

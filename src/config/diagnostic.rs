@@ -75,6 +75,13 @@ pub struct Diagnostic {
     /// The text of the offending line, for showing it with a caret.
     #[serde(skip)]
     pub source_line: Option<String>,
+    /// The offending value is a secret written in the clear: the line is
+    /// shown with the value masked.
+    #[serde(skip)]
+    pub secret_value: bool,
+    /// JSON pointer of the offending node (schema errors), for pruning.
+    #[serde(skip)]
+    pub pointer: Option<String>,
 }
 
 impl Diagnostic {
@@ -90,6 +97,8 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             source_line: None,
+            secret_value: false,
+            pointer: None,
         }
     }
 
@@ -106,6 +115,12 @@ impl Diagnostic {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Marks the value at the location as a secret not to be shown.
+    pub fn with_secret_value(mut self) -> Self {
+        self.secret_value = true;
         self
     }
 

@@ -3,6 +3,7 @@
 //! `validate`, `explain`, `preview`, `send` (and later `serve`) all call
 //! [`load`], so what `validate` accepts is exactly what runs.
 
+mod checks;
 mod compile;
 pub mod diagnostic;
 mod model;
@@ -16,19 +17,30 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use compile::closest;
+pub use checks::closest;
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use model::*;
 
-use compile::ParsedFile;
+use compile::{Broken, ParsedFile};
+use raw::RawFile;
 use source::SourceFile;
 
 /// A configuration that passed every check, with its warnings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
     pub files: Vec<PathBuf>,
+    /// The files' texts, to show the lines of later diagnostics.
+    sources: Vec<SourceFile>,
+}
+
+impl Loaded {
+    /// Fills in the source lines of diagnostics found after loading (for
+    /// example by the template checks).
+    pub fn annotate(&self, diagnostics: &mut [Diagnostic]) {
+        attach_source_lines(diagnostics, &self.sources);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,30 +57,44 @@ pub enum LoadError {
     Invalid { diagnostics: Vec<Diagnostic> },
 }
 
+/// How strict loading is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Accept literal passwords (with a warning), for local experiments.
+    pub allow_plaintext_secrets: bool,
+}
+
 /// Loads and checks a configuration: one file, or a directory read
 /// recursively (`*.yaml`, `*.yml`, sorted by path, hidden entries skipped).
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+pub fn load(path: &Path, options: LoadOptions) -> Result<Loaded, LoadError> {
     let files = config_files(path)?;
     let mut diagnostics = Vec::new();
     let mut parsed = Vec::new();
     let mut sources = Vec::new();
+    let mut broken = Broken::default();
     for file in &files {
-        let text = read(file)?;
         let source = SourceFile {
             path: Arc::new(file.clone()),
-            text,
+            text: read(file)?,
             positions: Default::default(),
         };
-        match parse_checked(source, schema::Kind::ConfigFile) {
-            Ok((source, value)) => match deserialize(&value, &source) {
-                Ok(raw) => parsed.push(ParsedFile { source, raw }),
-                Err(d) => {
-                    diagnostics.push(*d);
-                    sources.push(source);
-                }
-            },
-            Err((source, found)) => {
-                diagnostics.extend(found);
+        let (source, value, found) = parse_checked(source, schema::Kind::ConfigFile, options);
+        // Entities with schema errors are left out, so that everything else
+        // is still compiled and checked: all problems in one run.
+        let raw = value
+            .map(|mut value| (prune(&mut value, &found, &mut broken), value))
+            .and_then(|(usable, value)| usable.then_some(value))
+            .map(|value| deserialize::<RawFile>(&value, &source));
+        diagnostics.extend(found);
+        match raw {
+            Some(Ok(raw)) => parsed.push(ParsedFile { source, raw }),
+            Some(Err(d)) => {
+                diagnostics.push(*d);
+                broken.incomplete = true;
+                sources.push(source);
+            }
+            None => {
+                broken.incomplete = true;
                 sources.push(source);
             }
         }
@@ -83,13 +109,14 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             .with_hint("point --config at a config file or a directory holding them"),
         );
     }
-    let config = if diagnostics.iter().any(Diagnostic::is_error) {
-        None
+    let root = if path.is_dir() {
+        path
     } else {
-        let (config, found) = compile::compile(&parsed);
-        diagnostics.extend(found);
-        config
+        path.parent().unwrap_or(Path::new("."))
     };
+    let (config, found) = compile::compile(&parsed, root, broken);
+    diagnostics.extend(found);
+    let config = config.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     sources.extend(parsed.into_iter().map(|p| p.source));
     attach_source_lines(&mut diagnostics, &sources);
     match config {
@@ -97,30 +124,78 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             config,
             warnings: diagnostics,
             files,
+            sources,
         }),
         None => Err(LoadError::Invalid { diagnostics }),
     }
 }
 
+/// Sections holding entities by id.
+const ENTITY_SECTIONS: [&str; 4] = ["profiles", "administrations", "users", "templates"];
+
+/// Removes from `value` every entity (or section) that has a schema error
+/// and records what was removed. `false`: nothing of the file is usable.
+fn prune(value: &mut Value, found: &[Diagnostic], broken: &mut Broken) -> bool {
+    for error in found.iter().filter(|d| d.is_error()) {
+        let Some(pointer) = &error.pointer else {
+            return false;
+        };
+        let segments: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let Some(object) = value.as_object_mut() else {
+            return false;
+        };
+        match segments.as_slice() {
+            [] => return false,
+            [section, id, ..] if ENTITY_SECTIONS.contains(&section.as_str()) => {
+                if let Some(entities) = object.get_mut(section).and_then(Value::as_object_mut) {
+                    entities.remove(id);
+                }
+                broken
+                    .ids
+                    .entry(section.clone())
+                    .or_default()
+                    .push(id.clone());
+            }
+            [section, ..] => {
+                object.remove(section);
+                match section.as_str() {
+                    "system" => broken.system = true,
+                    "alerts" => {}
+                    _ => broken.incomplete = true,
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Loads a `--transport-override` file: one `smtp`, `sendmail` or `file`
 /// block, checked like a profile's transport.
-pub fn load_transport_override(path: &Path) -> Result<Located<Transport>, LoadError> {
+pub fn load_transport_override(
+    path: &Path,
+    options: LoadOptions,
+) -> Result<Located<Transport>, LoadError> {
     let source = SourceFile {
         path: Arc::new(path.to_path_buf()),
         text: read(path)?,
         positions: Default::default(),
     };
-    let result = parse_checked(source, schema::Kind::Transport).and_then(|(source, value)| {
-        let raw = match deserialize(&value, &source) {
-            Ok(raw) => raw,
-            Err(d) => return Err((source, vec![*d])),
-        };
-        match compile::compile_transport(&source, &raw) {
-            Ok(transport) => Ok(transport),
-            Err(d) => Err((source, d)),
+    let (source, value, mut diagnostics) = parse_checked(source, schema::Kind::Transport, options);
+    let transport = match value {
+        Some(value) if !diagnostics.iter().any(Diagnostic::is_error) => {
+            match deserialize(&value, &source) {
+                Ok(raw) => compile::compile_transport(&source, &raw),
+                Err(d) => Err(vec![*d]),
+            }
         }
-    });
-    result.map_err(|(source, mut diagnostics)| {
+        _ => Err(Vec::new()),
+    };
+    transport.map_err(|found| {
+        diagnostics.extend(found);
         attach_source_lines(&mut diagnostics, &[source]);
         LoadError::Invalid { diagnostics }
     })
@@ -134,52 +209,46 @@ pub fn load_data(path: &Path) -> Result<Value, LoadError> {
         text,
         positions: Default::default(),
     };
-    match yaml::parse(&source.text) {
-        Ok(document) if document.value.is_object() => Ok(document.value),
-        Ok(_) => Err(LoadError::Invalid {
-            diagnostics: vec![
-                Diagnostic::error(
-                    Some(source.value_at("")),
-                    "",
-                    "template data must be a mapping of names to values",
-                )
-                .with_hint("write `name: value` pairs at the top level"),
-            ],
-        }),
-        Err(error) => {
-            let mut diagnostics = vec![yaml_diagnostic(&source, error)];
-            attach_source_lines(&mut diagnostics, &[source]);
-            Err(LoadError::Invalid { diagnostics })
-        }
-    }
+    let problem = match yaml::parse(&source.text) {
+        Ok(document) if document.value.is_object() => return Ok(document.value),
+        Ok(_) => Diagnostic::error(
+            Some(source.value_at("")),
+            "",
+            "template data must be a mapping of names to values",
+        )
+        .with_hint("write `name: value` pairs at the top level"),
+        Err(error) => yaml_diagnostic(&source, error),
+    };
+    let mut diagnostics = vec![problem];
+    attach_source_lines(&mut diagnostics, &[source]);
+    Err(LoadError::Invalid { diagnostics })
 }
 
-type Rejected = (SourceFile, Vec<Diagnostic>);
+/// A file, its value (when the YAML could be read) and what the schema found.
+type Checked = (SourceFile, Option<Value>, Vec<Diagnostic>);
 
 /// YAML parse plus schema check of one file.
-fn parse_checked(
-    mut source: SourceFile,
-    kind: schema::Kind,
-) -> Result<(SourceFile, Value), Rejected> {
+fn parse_checked(mut source: SourceFile, kind: schema::Kind, options: LoadOptions) -> Checked {
     let document = match yaml::parse(&source.text) {
         Ok(document) => document,
         Err(error) => {
             let d = yaml_diagnostic(&source, error);
-            return Err((source, vec![d]));
+            return (source, None, vec![d]);
         }
     };
     source.positions = document.positions;
     if document.value.is_null() {
         let d = Diagnostic::error(Some(source.value_at("")), "", "the file is empty")
             .with_hint("add configuration to it or delete it; an empty file is rejected so that a truncated deploy cannot pass");
-        return Err((source, vec![d]));
+        return (source, None, vec![d]);
     }
-    let found = schema::check(&document.value, kind, &source);
-    if found.is_empty() {
-        Ok((source, document.value))
-    } else {
-        Err((source, found))
-    }
+    let found = schema::check(
+        &document.value,
+        kind,
+        &source,
+        options.allow_plaintext_secrets,
+    );
+    (source, Some(document.value), found)
 }
 
 fn yaml_diagnostic(source: &SourceFile, error: yaml::YamlError) -> Diagnostic {
@@ -230,9 +299,7 @@ fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
         let line = source.and_then(|s| s.line(at.line));
         d.source_line = match line {
             // A literal where a password belongs must not be shown again.
-            Some(line) if d.path.ends_with("password") => {
-                Some(mask_from(line, at.column))
-            }
+            Some(line) if d.secret_value => Some(mask_from(line, at.column)),
             other => other.map(str::to_string),
         };
     }

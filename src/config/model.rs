@@ -111,12 +111,14 @@ pub struct Account {
     pub password: Secret,
 }
 
-/// Where a secret comes from. Its value is read only when sending and is
-/// never part of the configuration, so it cannot be printed by accident.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a secret comes from. Its value is read only when sending, so it
+/// is not part of the configuration; the one exception, a literal allowed
+/// by --allow-plaintext-secrets, is never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     Env(String),
     File(PathBuf),
+    Literal(String),
 }
 
 impl fmt::Display for Secret {
@@ -124,7 +126,14 @@ impl fmt::Display for Secret {
         match self {
             Secret::Env(name) => write!(f, "env:{name}"),
             Secret::File(path) => write!(f, "file:{}", path.display()),
+            Secret::Literal(_) => f.write_str("a literal in the config"),
         }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({self})")
     }
 }
 
@@ -189,6 +198,8 @@ pub struct Template {
     pub html: Option<Located<String>>,
     pub disclaimer: Option<Signature>,
     pub attachments: Vec<Attachment>,
+    /// Example data `validate` renders the template with (never sent).
+    pub sample_data: Option<Located<PathBuf>>,
 }
 
 #[derive(Debug, Clone)]

@@ -41,7 +41,24 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
     pub username: String,
-    pub password: RawSecret,
+    pub password: RawPassword,
+}
+
+/// A reference; a literal only gets here with --allow-plaintext-secrets.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawPassword {
+    Reference(RawSecret),
+    Literal(String),
+}
+
+impl std::fmt::Debug for RawPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawPassword::Reference(r) => r.fmt(f),
+            RawPassword::Literal(_) => f.write_str("Literal(***)"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +184,7 @@ pub struct RawTemplate {
     pub disclaimer: Option<RawSignature>,
     #[serde(default)]
     pub attachments: Vec<RawAttachment>,
+    pub sample_data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::{Value, json};
 
-use super::diagnostic::{Diagnostic, dotted_path, pointer_join};
+use super::diagnostic::{Diagnostic, Severity, dotted_path, pointer_join};
 use super::source::SourceFile;
 
 /// The schema text, as shipped in `schemas/mailrules.schema.json`.
@@ -41,26 +41,55 @@ fn validator(kind: Kind) -> &'static Validator {
     }
 }
 
-/// Checks `value` (parsed from `source`) against the schema.
-pub fn check(value: &Value, kind: Kind, source: &SourceFile) -> Vec<Diagnostic> {
+/// Checks `value` (parsed from `source`) against the schema. With
+/// `allow_plaintext_secrets`, a literal password is a warning, not an error.
+pub fn check(
+    value: &Value,
+    kind: Kind,
+    source: &SourceFile,
+    allow_plaintext_secrets: bool,
+) -> Vec<Diagnostic> {
     validator(kind)
         .iter_errors(value)
-        .flat_map(|error| diagnostics(&error, source))
+        .flat_map(|error| {
+            let literal_password =
+                is_secret_path(error.instance_path().as_str()) && error.instance().is_string();
+            let found = diagnostics(&error, source);
+            if literal_password && allow_plaintext_secrets {
+                found.into_iter().map(allowed_plaintext).collect()
+            } else {
+                found
+            }
+        })
         .collect()
+}
+
+fn allowed_plaintext(d: Diagnostic) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        message: "a literal password, allowed by --allow-plaintext-secrets".into(),
+        hint: Some(
+            "for local experiments only: never commit it; use `{env: NAME}` or `{file: PATH}`"
+                .into(),
+        ),
+        ..d
+    }
 }
 
 fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnostic> {
     let pointer = error.instance_path().as_str().to_string();
     let schema_path = error.schema_path().as_str();
-    let at_value = |message: String| {
-        Diagnostic::error(
+    let at_value = |message: String| Diagnostic {
+        pointer: Some(pointer.clone()),
+        ..Diagnostic::error(
             Some(source.value_at(&pointer)),
             dotted_path(&pointer),
             message,
         )
     };
-    let at_key = |pointer: &str, message: String| {
-        Diagnostic::error(Some(source.key_at(pointer)), dotted_path(pointer), message)
+    let at_key = |pointer: &str, message: String| Diagnostic {
+        pointer: Some(pointer.to_string()),
+        ..Diagnostic::error(Some(source.key_at(pointer)), dotted_path(pointer), message)
     };
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
@@ -119,9 +148,11 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
         },
         // Never echo what was written where a secret belongs.
         _ if is_secret_path(&pointer) => vec![
-            at_value("a password must be a reference, not a value".into()).with_hint(
-                "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`",
-            ),
+            at_value("a password must be a reference, not a value".into())
+                .with_hint(
+                    "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`",
+                )
+                .with_secret_value(),
         ],
         ValidationErrorKind::Type { kind } => {
             let written = source.positions.written(&pointer);
@@ -192,7 +223,7 @@ fn known_keys_hint(schema_path: &str, key: &str) -> String {
     {
         Some(properties) => {
             let known: Vec<&String> = properties.keys().collect();
-            match super::compile::closest(key, &known) {
+            match super::checks::closest(key, &known) {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => {
                     let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
@@ -208,11 +239,14 @@ fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile
     let value = describe(error.instance());
     let schema_path = error.schema_path().as_str();
     let diagnostic = |message: String, hint: &str| {
-        Diagnostic::error(
-            Some(source.value_at(pointer)),
-            dotted_path(pointer),
-            message,
-        )
+        Diagnostic {
+            pointer: Some(pointer.to_string()),
+            ..Diagnostic::error(
+                Some(source.value_at(pointer)),
+                dotted_path(pointer),
+                message,
+            )
+        }
         .with_hint(hint)
     };
     if schema_path.contains("/language") {
@@ -244,7 +278,9 @@ fn type_hint(found: &Value, written: Option<&str>) -> Option<String> {
     match found {
         Value::Number(_) | Value::Bool(_) => {
             let written = written.map_or_else(|| found.to_string(), str::to_string);
-            Some(format!("quote it to keep it as text exactly as written: \"{written}\""))
+            Some(format!(
+                "quote it to keep it as text exactly as written: \"{written}\""
+            ))
         }
         Value::String(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "Yes" | "No") => {
             Some("write `true` or `false`".into())

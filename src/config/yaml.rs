@@ -121,7 +121,12 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
                 .info()
                 .contains("tab")
                 .then_some("YAML indents with spaces only: replace the tab with spaces");
-            YamlError::at(*error.marker(), "", format!("invalid YAML: {}", error.info()), hint)
+            YamlError::at(
+                *error.marker(),
+                "",
+                format!("invalid YAML: {}", error.info()),
+                hint,
+            )
         })?;
         builder.event(event, span)?;
     }
@@ -186,7 +191,9 @@ impl Builder {
                     .map_err(|(message, hint)| YamlError::at(start, &pointer, message, hint))?;
                 self.count(1, start, &pointer)?;
                 if !value.is_string() {
-                    self.positions.typed_scalars.insert(pointer, text.to_string());
+                    self.positions
+                        .typed_scalars
+                        .insert(pointer, text.to_string());
                 }
                 self.finish(value, 1, anchor)?;
             }

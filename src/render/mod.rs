@@ -1,6 +1,7 @@
 //! `(&Resolution, input) -> Rendered`: the exact RFC 5322 message and its
 //! envelope. `preview`, `send` and the file transport all use these bytes.
 
+mod lint;
 mod text;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::resolve::Resolution;
 
+pub use lint::lint;
 pub use text::Bodies;
 
 /// A file attached to one request.
@@ -116,7 +118,24 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     let effective = &resolution.effective;
     let template = resolution.template.template;
     let language = resolution.template.language.clone();
-    let context = context(resolution, &input.data, language.as_deref());
+    let context = context(
+        &input.data,
+        Builtins {
+            administration: (
+                &resolution.administration.id,
+                &resolution.administration.name,
+            ),
+            user: (
+                &resolution.user.id,
+                resolution
+                    .user
+                    .name
+                    .as_deref()
+                    .unwrap_or(&resolution.user.id),
+            ),
+            language: language.as_deref(),
+        },
+    );
     let bodies = text::render(
         template,
         &context,
@@ -195,7 +214,14 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
 
 /// Template variables: the request data plus `administration`, `user` and
 /// `language` (data keys of the same name win).
-fn context(resolution: &Resolution<'_>, data: &Value, language: Option<&str>) -> Value {
+/// The variables every template sees besides the data: (id, name) pairs.
+struct Builtins<'a> {
+    administration: (&'a str, &'a str),
+    user: (&'a str, &'a str),
+    language: Option<&'a str>,
+}
+
+fn context(data: &Value, builtins: Builtins<'_>) -> Value {
     let mut context = match data {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
@@ -203,13 +229,13 @@ fn context(resolution: &Resolution<'_>, data: &Value, language: Option<&str>) ->
     let builtins = [
         (
             "administration",
-            json!({"id": resolution.administration.id, "name": resolution.administration.name}),
+            json!({"id": builtins.administration.0, "name": builtins.administration.1}),
         ),
         (
             "user",
-            json!({"id": resolution.user.id, "name": resolution.user.name.as_deref().unwrap_or(&resolution.user.id)}),
+            json!({"id": builtins.user.0, "name": builtins.user.1}),
         ),
-        ("language", json!(language)),
+        ("language", json!(builtins.language)),
     ];
     for (key, value) in builtins {
         context.entry(key).or_insert(value);

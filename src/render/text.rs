@@ -57,12 +57,23 @@ pub fn render(
     })
 }
 
-fn render_part(
-    template: &Template,
-    part: &str,
-    source: &str,
-    context: &Value,
-) -> Result<String, RenderError> {
+/// The parts of a template that are rendered: (name, source).
+pub fn parts(template: &Template) -> Vec<(&'static str, &crate::config::Located<String>)> {
+    let mut parts = vec![("subject", &template.subject)];
+    parts.extend(template.text.as_ref().map(|t| ("text", t)));
+    parts.extend(template.html.as_ref().map(|h| ("html", h)));
+    parts
+}
+
+/// Parses one part without rendering it: a syntax error, if any.
+pub fn syntax_error(template: &Template, part: &str, source: &str) -> Option<String> {
+    let mut env = environment();
+    env.add_template_owned(format!("{}.{part}", template.id), source.to_string())
+        .err()
+        .map(|e| describe(&e))
+}
+
+fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|name| {
@@ -72,6 +83,16 @@ fn render_part(
             AutoEscape::None
         }
     });
+    env
+}
+
+fn render_part(
+    template: &Template,
+    part: &str,
+    source: &str,
+    context: &Value,
+) -> Result<String, RenderError> {
+    let mut env = environment();
     let name = format!("{}.{part}", template.id);
     let error = |error: minijinja::Error| RenderError::Template {
         template: template.id.clone(),

@@ -42,6 +42,9 @@ struct Candidate {
     origin: Origin,
     /// Why this candidate may not be used (a personal override that does not apply).
     blocked: Option<String>,
+    /// False for the profiles of levels that lost: their values are shown
+    /// as shadowed but can never become the effective value.
+    eligible: bool,
 }
 
 /// The people and profiles a field's value may come from.
@@ -197,6 +200,7 @@ impl Sources<'_> {
                     source: Some(at),
                 },
                 blocked: self.personal_blocked.clone(),
+                eligible: true,
             });
         }
         candidates.extend(self.profile_candidates(from_profile));
@@ -217,6 +221,7 @@ impl Sources<'_> {
                         source: Some(at),
                     },
                     blocked: None,
+                    eligible: profile.id == self.winner.id,
                 })
             })
             .collect()
@@ -234,6 +239,7 @@ impl Sources<'_> {
                 source: Some(over.at.clone()),
             },
             blocked: None,
+            eligible: true,
         })
     }
 
@@ -262,6 +268,7 @@ impl Sources<'_> {
                     source: Some(a.at.clone()),
                 },
                 blocked: self.personal_blocked.clone(),
+                eligible: true,
             });
         candidates.extend(personal);
         candidates.extend(self.profile_candidates(|p| {
@@ -273,7 +280,9 @@ impl Sources<'_> {
 
 /// The first usable candidate wins; the others are shadowed or ignored.
 fn pick(field: &'static str, candidates: Vec<Candidate>, default: &str) -> FieldTrace {
-    let winner = candidates.iter().position(|c| c.blocked.is_none());
+    let winner = candidates
+        .iter()
+        .position(|c| c.eligible && c.blocked.is_none());
     let mut shadowed = Vec::new();
     let mut chosen = None;
     for (i, candidate) in candidates.into_iter().enumerate() {

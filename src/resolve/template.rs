@@ -62,11 +62,12 @@ pub(super) fn select<'c>(
             if !config.system.processes.iter().any(|p| p == process) {
                 return Err(unknown("process", process, config.system.processes.iter()));
             }
-            if let Some(language) = language {
-                check_language(config, language)?;
-            }
+            let language = match language {
+                Some(language) => Some(declared_spelling(config, language)?),
+                None => None,
+            };
             let mut tried = Vec::new();
-            for (language, reason) in candidates(config, administration, *language) {
+            for (language, reason) in candidates(config, administration, language.as_deref()) {
                 let entry = administration
                     .languages
                     .get(&language)
@@ -99,16 +100,35 @@ pub(super) fn select<'c>(
 }
 
 /// A requested language is usable when it, or its base, is declared.
-fn check_language(config: &Config, language: &str) -> Result<(), ResolveError> {
+/// Language tags are case-insensitive (`NL-be` is `nl-BE`): the declared
+/// spelling is used from here on.
+fn declared_spelling(config: &Config, language: &str) -> Result<String, ResolveError> {
     let declared = &config.system.languages;
-    let base = base_language(language);
-    if declared
-        .iter()
-        .any(|l| l == language || Some(l.as_str()) == base)
-    {
-        return Ok(());
+    let spelled = |tag: &str| {
+        declared
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(tag))
+            .cloned()
+    };
+    if let Some(exact) = spelled(language) {
+        return Ok(exact);
     }
-    Err(unknown("language", language, declared.iter()))
+    match base_language(language).and_then(spelled) {
+        // `nl-be` with only `nl` declared: keep the region, spell the base.
+        Some(base) => Ok(format!("{base}{}", &language[base.len()..])),
+        None => Err(ResolveError::Unknown {
+            what: "language",
+            name: language.to_string(),
+            hint: format!(
+                "declared languages (system.languages): {}",
+                declared
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
 }
 
 /// `nl-BE` -> `nl`; `None` for a tag without a region.

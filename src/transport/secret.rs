@@ -37,6 +37,7 @@ pub fn read_secret(secret: &Secret) -> Result<String, SecretError> {
             Err(std::env::VarError::NotPresent) => Err(SecretError::MissingEnv(name.clone())),
             Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::NotUnicode(name.clone())),
         },
+        Secret::Literal(value) => Ok(value.clone()),
         Secret::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| SecretError::File {
                 path: path.clone(),
