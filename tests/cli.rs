@@ -433,3 +433,59 @@ fn secrets_never_appear_in_any_output() {
         );
     }
 }
+
+#[test]
+fn literal_passwords_are_never_echoed_even_by_other_errors() {
+    const SECRET: &str = "Hunter2Secret";
+    let cases = [
+        // another error on the same line
+        "smtp: {host: h, port: 99999, auth: {username: u, password: Hunter2Secret}}",
+        // a misspelled key
+        "smtp: {host: h, auth: {username: u, passwd: Hunter2Secret}}",
+        // braces make it a mapping key
+        "smtp: {host: h, auth: {username: u, password: {Hunter2Secret}}}",
+        // separators inside a quoted value
+        "smtp: {host: h, auth: {username: u, password: \"Hunter2Secret,x}y#z\"}}",
+        // a YAML syntax error on the line
+        "smtp: {host: h, auth: {username: u, password: Hunter2Secret: x}}",
+        // a missing username next to it
+        "smtp: {host: h, auth: {password: Hunter2Secret}}",
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "c.yaml",
+            &format!("profiles:\n  p:\n    from: a@x.example\n    {case}\n"),
+        );
+        for format in ["human", "json"] {
+            let result = run(mailrules()
+                .args(["validate", "--format", format, "--config"])
+                .arg(&file));
+            assert_ne!(result.code, 0, "{case}");
+            assert!(!result.stdout.contains(SECRET), "{case}: {}", result.stdout);
+            assert!(!result.stderr.contains(SECRET), "{case}: {}", result.stderr);
+        }
+        // the same line in a transport override file
+        let override_file = write(dir.path(), "o.yaml", &format!("{case}\n"));
+        let result = run(mailrules()
+            .args([
+                "explain",
+                "--config",
+                EXAMPLE,
+                "-a",
+                "acme-nl",
+                "-u",
+                "anna",
+                "-p",
+                "sales_invoice",
+            ])
+            .arg("--transport-override")
+            .arg(&override_file));
+        assert!(
+            !result.stderr.contains(SECRET),
+            "override {case}: {}",
+            result.stderr
+        );
+    }
+}

@@ -8,12 +8,12 @@ mod compile;
 pub mod diagnostic;
 mod model;
 mod raw;
+mod redact;
 pub mod schema;
 mod source;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -68,16 +68,43 @@ pub struct LoadOptions {
 /// recursively (`*.yaml`, `*.yml`, sorted by path, hidden entries skipped).
 pub fn load(path: &Path, options: LoadOptions) -> Result<Loaded, LoadError> {
     let files = config_files(path)?;
+    let texts = files
+        .iter()
+        .map(|file| Ok((file.clone(), read(file)?)))
+        .collect::<Result<Vec<_>, LoadError>>()?;
+    if files.is_empty() {
+        let d = Diagnostic::error(
+            None,
+            "",
+            format!("no *.yaml or *.yml files in `{}`", path.display()),
+        )
+        .with_hint("point --config at a config file or a directory holding them");
+        return Err(LoadError::Invalid {
+            diagnostics: vec![d],
+        });
+    }
+    let root = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    load_texts(texts, root, options)
+}
+
+/// Checks configuration texts already read (`(path, text)` pairs); paths in
+/// them resolve against `root`. This is [`load`] without the directory walk.
+pub fn load_texts(
+    texts: Vec<(PathBuf, String)>,
+    root: &Path,
+    options: LoadOptions,
+) -> Result<Loaded, LoadError> {
+    let files: Vec<PathBuf> = texts.iter().map(|(path, _)| path.clone()).collect();
     let mut diagnostics = Vec::new();
     let mut parsed = Vec::new();
     let mut sources = Vec::new();
     let mut broken = Broken::default();
-    for file in &files {
-        let source = SourceFile {
-            path: Arc::new(file.clone()),
-            text: read(file)?,
-            positions: Default::default(),
-        };
+    for (file, text) in texts {
+        let source = SourceFile::new(file, text);
         let (source, value, found) = parse_checked(source, schema::Kind::ConfigFile, options);
         // Entities with schema errors are left out, so that everything else
         // is still compiled and checked: all problems in one run.
@@ -99,21 +126,6 @@ pub fn load(path: &Path, options: LoadOptions) -> Result<Loaded, LoadError> {
             }
         }
     }
-    if files.is_empty() {
-        diagnostics.push(
-            Diagnostic::error(
-                None,
-                "",
-                format!("no *.yaml or *.yml files in `{}`", path.display()),
-            )
-            .with_hint("point --config at a config file or a directory holding them"),
-        );
-    }
-    let root = if path.is_dir() {
-        path
-    } else {
-        path.parent().unwrap_or(Path::new("."))
-    };
     let (config, found) = compile::compile(&parsed, root, broken);
     diagnostics.extend(found);
     let config = config.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
@@ -179,11 +191,7 @@ pub fn load_transport_override(
     path: &Path,
     options: LoadOptions,
 ) -> Result<Located<Transport>, LoadError> {
-    let source = SourceFile {
-        path: Arc::new(path.to_path_buf()),
-        text: read(path)?,
-        positions: Default::default(),
-    };
+    let source = SourceFile::new(path.to_path_buf(), read(path)?);
     let (source, value, mut diagnostics) = parse_checked(source, schema::Kind::Transport, options);
     let transport = match value {
         Some(value) if !diagnostics.iter().any(Diagnostic::is_error) => {
@@ -204,11 +212,7 @@ pub fn load_transport_override(
 /// Reads a data file (YAML or JSON) of template variables.
 pub fn load_data(path: &Path) -> Result<Value, LoadError> {
     let text = read(path)?;
-    let source = SourceFile {
-        path: Arc::new(path.to_path_buf()),
-        text,
-        positions: Default::default(),
-    };
+    let source = SourceFile::new(path.to_path_buf(), text);
     let problem = match yaml::parse(&source.text) {
         Ok(document) if document.value.is_object() => return Ok(document.value),
         Ok(_) => Diagnostic::error(
@@ -237,6 +241,7 @@ fn parse_checked(mut source: SourceFile, kind: schema::Kind, options: LoadOption
         }
     };
     source.positions = document.positions;
+    source.secrets = redact::literal_secrets(&document.value);
     if document.value.is_null() {
         let d = Diagnostic::error(Some(source.value_at("")), "", "the file is empty")
             .with_hint("add configuration to it or delete it; an empty file is rejected so that a truncated deploy cannot pass");
@@ -292,26 +297,20 @@ fn deserialize<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Adds the offending line to each diagnostic, and keeps every literal
+/// password of every file out of all of them.
 fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
+    let secrets: Vec<String> = sources
+        .iter()
+        .flat_map(|s| s.secrets.iter().cloned())
+        .collect();
     for d in diagnostics {
-        let Some(at) = &d.location else { continue };
-        let source = sources.iter().find(|s| s.path == at.file);
-        let line = source.and_then(|s| s.line(at.line));
-        d.source_line = match line {
-            // A literal where a password belongs must not be shown again.
-            Some(line) if d.secret_value => Some(mask_from(line, at.column)),
-            other => other.map(str::to_string),
-        };
+        if let Some(at) = &d.location {
+            let source = sources.iter().find(|s| s.path == at.file);
+            d.source_line = source.and_then(|s| s.line(at.line)).map(str::to_string);
+        }
+        redact::redact(d, &secrets);
     }
-}
-
-/// Replaces the scalar starting at 1-based `column` with `***`.
-fn mask_from(line: &str, column: usize) -> String {
-    let start: String = line.chars().take(column.saturating_sub(1)).collect();
-    let rest: String = line.chars().skip(column.saturating_sub(1)).collect();
-    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
-    let end = rest[..end].trim_end().len();
-    format!("{start}***{}", &rest[end..])
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

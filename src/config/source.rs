@@ -12,9 +12,20 @@ pub struct SourceFile {
     pub path: Arc<PathBuf>,
     pub text: String,
     pub positions: Positions,
+    /// Literal passwords written in this file, to keep out of diagnostics.
+    pub secrets: Vec<String>,
 }
 
 impl SourceFile {
+    pub fn new(path: PathBuf, text: String) -> Self {
+        SourceFile {
+            path: Arc::new(path),
+            text,
+            positions: Positions::default(),
+            secrets: Vec::new(),
+        }
+    }
+
     /// Where the value at `pointer` starts.
     pub fn value_at(&self, pointer: &str) -> Location {
         self.location(self.positions.value(pointer))

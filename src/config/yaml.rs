@@ -8,8 +8,10 @@
 //!   text; quoted scalars are always text.
 //! - duplicate keys, merge keys (`<<`), non-text keys, custom tags and more
 //!   than one document per file are errors;
-//! - aliases may expand to at most [`MAX_NODES`] nodes in total, so a
-//!   "billion laughs" file fails fast instead of eating memory.
+//! - the whole document, aliases expanded, may cost at most [`MAX_COST`]
+//!   (one unit per node plus one per 64 bytes of text), so a "billion
+//!   laughs" file, or one long string aliased many times, fails fast;
+//! - nesting is limited to [`MAX_DEPTH`] levels (config files need a handful).
 
 use std::collections::HashMap;
 
@@ -18,8 +20,17 @@ use serde_json::{Map, Number, Value};
 
 use super::diagnostic::pointer_join;
 
-/// Upper bound on the nodes a document may hold after alias expansion.
-pub const MAX_NODES: usize = 100_000;
+/// Upper bound on the size of a document after alias expansion, in units of
+/// one node or 64 bytes of text.
+pub const MAX_COST: usize = 1_000_000;
+
+/// Upper bound on nesting (mappings and sequences within each other).
+pub const MAX_DEPTH: usize = 64;
+
+/// The cost of a scalar: itself plus its text.
+fn scalar_cost(text: &str) -> usize {
+    1 + text.len() / 64
+}
 
 /// A parsed YAML document.
 #[derive(Debug)]
@@ -162,9 +173,9 @@ struct Builder {
     root: Option<Value>,
     documents: usize,
     positions: Positions,
-    /// Anchored values with their node counts, for alias expansion.
+    /// Anchored values with their costs, for alias expansion.
     anchors: HashMap<usize, (Value, usize)>,
-    total_nodes: usize,
+    total_cost: usize,
 }
 
 impl Builder {
@@ -189,13 +200,14 @@ impl Builder {
                 let pointer = self.child_pointer(start);
                 let value = scalar(&text, style, tag.as_deref())
                     .map_err(|(message, hint)| YamlError::at(start, &pointer, message, hint))?;
-                self.count(1, start, &pointer)?;
+                let cost = scalar_cost(&text);
+                self.count(cost, start, &pointer)?;
                 if !value.is_string() {
                     self.positions
                         .typed_scalars
                         .insert(pointer, text.to_string());
                 }
-                self.finish(value, 1, anchor)?;
+                self.finish(value, cost, anchor)?;
             }
             Event::Alias(anchor) => {
                 if self.is_key_next() {
@@ -214,6 +226,7 @@ impl Builder {
                 }
                 let pointer = self.child_pointer(start);
                 self.count(1, start, &pointer)?;
+                self.check_depth(start, &pointer)?;
                 self.stack.push(Frame::Sequence {
                     pointer,
                     items: Vec::new(),
@@ -227,6 +240,7 @@ impl Builder {
                 }
                 let pointer = self.child_pointer(start);
                 self.count(1, start, &pointer)?;
+                self.check_depth(start, &pointer)?;
                 self.stack.push(Frame::Mapping {
                     pointer,
                     entries: Map::new(),
@@ -343,14 +357,26 @@ impl Builder {
         pointer
     }
 
-    fn count(&mut self, nodes: usize, start: Marker, pointer: &str) -> Result<(), YamlError> {
-        self.total_nodes += nodes;
-        if self.total_nodes > MAX_NODES {
+    fn count(&mut self, cost: usize, start: Marker, pointer: &str) -> Result<(), YamlError> {
+        self.total_cost += cost;
+        if self.total_cost > MAX_COST {
             return Err(YamlError::at(
                 start,
                 pointer,
-                format!("aliases expand this document beyond {MAX_NODES} nodes"),
-                Some("write the values out instead of nesting aliases"),
+                "this document is too large once its aliases are expanded",
+                Some("write the values out instead of repeating large aliases"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_depth(&self, start: Marker, pointer: &str) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(YamlError::at(
+                start,
+                pointer,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+                Some("flatten the structure; no setting nests this deep"),
             ));
         }
         Ok(())
@@ -557,7 +583,21 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        assert!(error(&text).message.contains("beyond"));
+        assert!(error(&text).message.contains("too large"));
+    }
+
+    #[test]
+    fn long_strings_aliased_many_times_stop_early() {
+        let long = "x".repeat(1_000_000);
+        let aliases = vec!["*s"; 20_000].join(", ");
+        let e = error(&format!("a: &s \"{long}\"\nb: [{aliases}]\n"));
+        assert!(e.message.contains("too large"), "{}", e.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("a:\n  {}y\n", "- ".repeat(100_000));
+        assert!(error(&text).message.contains("nesting deeper than 64"));
     }
 
     #[test]
