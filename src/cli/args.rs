@@ -29,7 +29,7 @@ pub struct ContextArgs {
     pub process: Option<String>,
     /// Language of the message, e.g. `nl` or `nl-BE` (falls back to `nl`,
     /// then the defaults). Only with --process: a template has its own language.
-    #[arg(long, short = 'l', requires = "process", conflicts_with = "template")]
+    #[arg(long, short = 'l', requires = "process", conflicts_with = "template", value_parser = parse_language)]
     pub language: Option<String>,
     /// Use this template instead of the language table.
     #[arg(long, short = 't')]
@@ -77,22 +77,45 @@ pub struct MessageArgs {
 }
 
 fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
-    text.parse::<Mailbox>()
-        .map_err(|e| format!("`{text}` is not an e-mail address ({e})"))
+    crate::config::parse_mailbox(text).map_err(|e| format!("{}; {}", e.message, e.hint))
 }
 
 fn parse_date(text: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339(text).map_err(|e| format!("{e}; write e.g. 2026-12-01T09:00:00Z"))
 }
 
+/// `<left@right>`: both sides non-empty, printable ASCII, one `@`, no
+/// brackets inside.
 fn parse_message_id(text: &str) -> Result<String, String> {
-    let valid = text.starts_with('<')
-        && text.ends_with('>')
-        && text.contains('@')
-        && text.chars().all(|c| c.is_ascii_graphic());
+    let inner = text.strip_prefix('<').and_then(|t| t.strip_suffix('>'));
+    let valid = inner.is_some_and(|inner| {
+        let parts: Vec<&str> = inner.split('@').collect();
+        parts.len() == 2
+            && parts.iter().all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() && !"<>".contains(c))
+            })
+    });
     if valid {
         Ok(text.to_string())
     } else {
         Err("write it as `<unique-part@domain>`".into())
+    }
+}
+
+/// A language tag such as `nl` or `nl-BE` (the schema's pattern).
+fn parse_language(text: &str) -> Result<String, String> {
+    let mut parts = text.split('-');
+    let primary = parts.next().unwrap_or_default();
+    let valid = (2..=3).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
+        && parts
+            .all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("write a language tag such as `nl`, `en` or `nl-BE`".into())
     }
 }

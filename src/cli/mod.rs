@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, LoadError, LoadOptions, Loaded, Located, Transport};
 use crate::load;
-use crate::render::{FileAttachment, MessageInput, RenderError};
+use crate::render::{self, FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
 
@@ -220,7 +220,7 @@ fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
         .attach
         .iter()
         .map(|path| {
-            let content = std::fs::read(path).map_err(|error| CliError::Input {
+            let content = render::read_attachment(path).map_err(|error| CliError::Input {
                 path: path.clone(),
                 error,
             })?;

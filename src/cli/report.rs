@@ -65,6 +65,11 @@ pub fn error(error: &CliError) {
         }
         other => {
             eprintln!("error: {other}");
+            if let CliError::Render(render) = other
+                && let Some(at) = render.location()
+            {
+                eprintln!("  --> {at}");
+            }
             if let Some(hint) = hint(other) {
                 eprintln!("  = hint: {hint}");
             }

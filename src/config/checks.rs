@@ -16,11 +16,35 @@ pub(super) fn run(config: &Config, broken: &Broken, out: &mut Diagnostics) {
         check_unused(config, out);
     }
     for profile in config.profiles.values() {
+        check_insecure(profile, out);
         check_security_and_port(profile, out);
         check_send_as(profile, out);
     }
     for user in config.users.values() {
         check_personal_send_as(user, out);
+    }
+}
+
+/// No encryption only when asked for by name: mail and, with `auth`, the
+/// password would cross the network in the clear.
+fn check_insecure(profile: &Profile, out: &mut Diagnostics) {
+    let Transport::Smtp(smtp) = &profile.transport.value else {
+        return;
+    };
+    if smtp.security == Security::None && !smtp.allow_insecure {
+        let what = if smtp.auth.is_some() {
+            "mail and password"
+        } else {
+            "mail"
+        };
+        out.push(
+            Diagnostic::error(
+                Some(profile.transport.at.clone()),
+                format!("profiles.{}.smtp.security", profile.id),
+                format!("`security: none` sends {what} unencrypted"),
+            )
+            .with_hint("use `starttls` or `tls`; for a relay on a trusted local network add `allow_insecure: true`"),
+        );
     }
 }
 
@@ -133,7 +157,7 @@ fn check_unused(config: &Config, out: &mut Diagnostics) {
         .administrations
         .values()
         .flat_map(|a| a.languages.values())
-        .flat_map(|table| table.values())
+        .flat_map(|table| table.value.values())
         .map(|t| t.value.as_str())
         .collect();
     if let Some(alerts) = &config.alerts {
@@ -200,10 +224,8 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
         }
         for (language, processes) in &admin.languages {
             let path = format!("administrations.{id}.languages.{language}");
-            if let Some(first) = processes.values().next() {
-                language_ref(language, &first.at, &path, out);
-            }
-            for (process, template) in processes {
+            language_ref(language, &processes.at, &path, out);
+            for (process, template) in &processes.value {
                 let path = format!("{path}.{process}");
                 check_known(
                     process,
@@ -225,14 +247,14 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
                     .templates
                     .get(&template.value)
                     .and_then(|t| t.process.as_ref());
-                if let Some(declared) = declared.filter(|declared| *declared != process) {
+                if let Some(declared) = declared.filter(|declared| declared.value != *process) {
                     out.push(
                         Diagnostic::error(
                             Some(template.at.clone()),
                             path.clone(),
                             format!(
-                                "template `{}` is for process `{declared}`, not `{process}`",
-                                template.value
+                                "template `{}` is for process `{}`, not `{process}`",
+                                template.value, declared.value
                             ),
                         )
                         .with_hint("map this process to a template written for it"),
@@ -254,8 +276,8 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
         profile_ref(&template.profile, &format!("templates.{id}.profile"), out);
         if let Some(process) = &template.process {
             check_known(
-                process,
-                &template.at,
+                &process.value,
+                &process.at,
                 &format!("templates.{id}.process"),
                 "process",
                 system.processes.iter(),
@@ -264,8 +286,8 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
         }
         if let Some(language) = &template.language {
             language_ref(
-                language,
-                &template.at,
+                &language.value,
+                &language.at,
                 &format!("templates.{id}.language"),
                 out,
             );
@@ -274,6 +296,10 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
     if let Some(alerts) = &config.alerts {
         profile_ref(&alerts.profile, "alerts.profile", out);
         for (name, alert) in &alerts.definitions {
+            if let Some(language) = &alert.language {
+                let path = format!("alerts.definitions.{name}.language");
+                language_ref(&language.value, &language.at, &path, out);
+            }
             let path = format!("alerts.definitions.{name}.template");
             check_known(
                 &alert.template.value,

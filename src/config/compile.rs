@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 
+use super::address::parse_mailbox;
 use super::checks;
 use super::diagnostic::{Diagnostic, Location, dotted_path, pointer_join};
 use super::model::*;
@@ -197,16 +198,16 @@ impl<'a> FileCtx<'a> {
         pointer: &str,
         out: &mut Diagnostics,
     ) -> Option<Located<Mailbox>> {
-        match text.parse::<Mailbox>() {
+        match parse_mailbox(text) {
             Ok(mailbox) => Some(self.located(mailbox, pointer)),
             Err(error) => {
                 out.push(
                     Diagnostic::error(
                         Some(self.value_at(pointer)),
                         dotted_path(pointer),
-                        format!("`{text}` is not a valid e-mail address ({error})"),
+                        error.message,
                     )
-                    .with_hint("write `name@example.com` or `Display Name <name@example.com>`"),
+                    .with_hint(error.hint),
                 );
                 None
             }
@@ -297,7 +298,7 @@ impl<'a> FileCtx<'a> {
             };
             let ca_file = smtp.ca_file.as_ref().map(|f| self.path(f));
             if let Some(ca) = &ca_file {
-                self.require_file(ca, &pointer_join(&pointer, "ca_file"), out);
+                self.require_pem(ca, &pointer_join(&pointer, "ca_file"), out);
             }
             return Some(Transport::Smtp(Smtp {
                 host: smtp.host.clone(),
@@ -305,6 +306,7 @@ impl<'a> FileCtx<'a> {
                 security,
                 ca_file,
                 hello_name: smtp.hello_name.clone(),
+                allow_insecure: smtp.allow_insecure.unwrap_or(false),
                 timeout: Duration::from_secs(
                     smtp.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
                 ),
@@ -391,8 +393,33 @@ impl<'a> FileCtx<'a> {
         }
     }
 
+    /// A CA file must hold PEM certificates; a broken one would only show
+    /// at send time as an obscure TLS error.
+    fn require_pem(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {
+        self.require_file(path, pointer, out);
+        let Ok(text) = std::fs::read(path) else {
+            return;
+        };
+        if !String::from_utf8_lossy(&text).contains("-----BEGIN CERTIFICATE-----") {
+            out.push(
+                Diagnostic::error(
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
+                    format!("`{}` holds no PEM certificate", path.display()),
+                )
+                .with_hint("give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)"),
+            );
+        }
+    }
+
     fn require_file(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {
-        if !path.is_file() {
+        if path.exists() && !path.is_file() {
+            out.push(Diagnostic::error(
+                Some(self.value_at(pointer)),
+                dotted_path(pointer),
+                format!("`{}` is not a regular file", path.display()),
+            ));
+        } else if !path.is_file() {
             out.push(
                 Diagnostic::error(
                     Some(self.value_at(pointer)),
@@ -574,7 +601,8 @@ fn compile_administration(
                     (process.clone(), ctx.located(template.clone(), &at))
                 })
                 .collect();
-            (language.clone(), processes)
+            let table = Located::new(processes, ctx.key_at(&language_pointer));
+            (language.clone(), table)
         })
         .collect();
     Administration {
@@ -667,8 +695,14 @@ fn compile_template(
         id: id.to_string(),
         at: ctx.key_at(pointer),
         description: raw.description.clone(),
-        process: raw.process.clone(),
-        language: raw.language.clone(),
+        process: raw
+            .process
+            .as_ref()
+            .map(|p| ctx.located(p.clone(), &at("process"))),
+        language: raw
+            .language
+            .as_ref()
+            .map(|l| ctx.located(l.clone(), &at("language"))),
         profile: ctx.optional_id(&raw.profile, &at("profile")),
         subject: ctx.located(raw.subject.clone(), &at("subject")),
         text: raw
@@ -704,7 +738,10 @@ fn compile_alerts(ctx: &FileCtx<'_>, raw: &RawAlerts, out: &mut Diagnostics) -> 
                     out,
                 ),
                 template: ctx.located(alert.template.clone(), &pointer_join(&pointer, "template")),
-                language: alert.language.clone(),
+                language: alert
+                    .language
+                    .as_ref()
+                    .map(|l| ctx.located(l.clone(), &pointer_join(&pointer, "language"))),
             };
             (name.clone(), definition)
         })

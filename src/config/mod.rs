@@ -3,6 +3,7 @@
 //! `validate`, `explain`, `preview`, `send` (and later `serve`) all call
 //! [`load`], so what `validate` accepts is exactly what runs.
 
+mod address;
 mod checks;
 mod compile;
 pub mod diagnostic;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use address::parse_mailbox;
 pub use checks::closest;
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use model::*;
@@ -228,6 +230,18 @@ pub fn load_data(path: &Path) -> Result<Value, LoadError> {
     Err(LoadError::Invalid { diagnostics })
 }
 
+/// Removes mapping entries whose value is null, at every depth.
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
 /// A file, its value (when the YAML could be read) and what the schema found.
 type Checked = (SourceFile, Option<Value>, Vec<Diagnostic>);
 
@@ -242,18 +256,16 @@ fn parse_checked(mut source: SourceFile, kind: schema::Kind, options: LoadOption
     };
     source.positions = document.positions;
     source.secrets = redact::literal_secrets(&document.value);
-    if document.value.is_null() {
+    let mut value = document.value;
+    // `key: null` and a missing key mean the same: "not set here".
+    strip_nulls(&mut value);
+    if value.is_null() {
         let d = Diagnostic::error(Some(source.value_at("")), "", "the file is empty")
             .with_hint("add configuration to it or delete it; an empty file is rejected so that a truncated deploy cannot pass");
         return (source, None, vec![d]);
     }
-    let found = schema::check(
-        &document.value,
-        kind,
-        &source,
-        options.allow_plaintext_secrets,
-    );
-    (source, Some(document.value), found)
+    let found = schema::check(&value, kind, &source, options.allow_plaintext_secrets);
+    (source, Some(value), found)
 }
 
 fn yaml_diagnostic(source: &SourceFile, error: yaml::YamlError) -> Diagnostic {
@@ -313,10 +325,46 @@ fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
     }
 }
 
+/// Largest file read as configuration, data or secret.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8 text. Devices
+/// and FIFOs are refused before opening (reading them never ends).
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+    use std::io::Read;
+    let io = |error| LoadError::Io {
         path: path.to_path_buf(),
         error,
+    };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    if !metadata.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        let limit = MAX_FILE_BYTES / 1024 / 1024;
+        return Err(io(std::io::Error::other(format!(
+            "larger than {limit} MiB"
+        ))));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        let at = Location::new(std::sync::Arc::new(path.to_path_buf()), line, column);
+        LoadError::Invalid {
+            diagnostics: vec![
+                Diagnostic::error(Some(at), "", "the file is not UTF-8 text")
+                    .with_hint("save the file as UTF-8"),
+            ],
+        }
     })
 }
 
@@ -330,17 +378,28 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    collect_yaml(path, &mut files)?;
+    collect_yaml(path, &mut files, &mut Vec::new())?;
     files.sort();
     Ok(files)
 }
 
-/// Hidden entries (`.git`, an orchestrator's `..data`, editor files) are not config.
-fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+/// Hidden entries (`.git`, an orchestrator's `..data`, editor files) are not
+/// config. `visited` holds the real paths of the directories read, so that
+/// a symlink back to a parent is not followed round and round.
+fn collect_yaml(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    visited: &mut Vec<PathBuf>,
+) -> Result<(), LoadError> {
     let io = |error| LoadError::Io {
         path: dir.to_path_buf(),
         error,
     };
+    let real = std::fs::canonicalize(dir).map_err(io)?;
+    if visited.contains(&real) {
+        return Ok(());
+    }
+    visited.push(real);
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let hidden = path
@@ -350,7 +409,7 @@ fn collect_yaml(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
             continue;
         }
         if path.is_dir() {
-            collect_yaml(&path, files)?;
+            collect_yaml(&path, files, visited)?;
         } else if path
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml")

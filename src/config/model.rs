@@ -90,6 +90,8 @@ pub struct Smtp {
     pub security: Security,
     pub ca_file: Option<PathBuf>,
     pub hello_name: Option<String>,
+    /// `security: none` was allowed explicitly.
+    pub allow_insecure: bool,
     pub timeout: Duration,
     pub auth: Option<Located<Account>>,
 }
@@ -160,8 +162,8 @@ pub struct Administration {
     pub name: String,
     pub profile: Option<Located<String>>,
     pub default_language: Option<Located<String>>,
-    /// language -> process -> template id
-    pub languages: BTreeMap<String, BTreeMap<String, Located<String>>>,
+    /// language -> process -> template id; each table located at its language key
+    pub languages: BTreeMap<String, Located<BTreeMap<String, Located<String>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,8 +192,8 @@ pub struct Template {
     pub id: String,
     pub at: Location,
     pub description: Option<String>,
-    pub process: Option<String>,
-    pub language: Option<String>,
+    pub process: Option<Located<String>>,
+    pub language: Option<Located<String>>,
     pub profile: Option<Located<String>>,
     pub subject: Located<String>,
     pub text: Option<Located<String>>,
@@ -224,5 +226,5 @@ pub struct AlertDefinition {
     pub at: Location,
     pub recipients: Vec<Mailbox>,
     pub template: Located<String>,
-    pub language: Option<String>,
+    pub language: Option<Located<String>>,
 }

@@ -84,6 +84,7 @@ pub struct RawSmtp {
     pub security: Option<RawSecurity>,
     pub ca_file: Option<String>,
     pub hello_name: Option<String>,
+    pub allow_insecure: Option<bool>,
     pub timeout_seconds: Option<u64>,
     pub auth: Option<RawAccount>,
 }

@@ -87,8 +87,10 @@ pub fn redact_line(line: &str) -> String {
         let colon = search_from + found;
         search_from = colon + 1;
         let key_start = line[..colon]
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == '-'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         if colon < copied_to || !is_secret_key(&line[key_start..colon]) {
             continue;
         }
@@ -206,6 +208,9 @@ mod tests {
                 "  auth: {username: u, passwd: ***}",
             ),
             ("  host: smtp.example.com", "  host: smtp.example.com"),
+            // found by fuzzing: multi-byte characters before a key
+            ("    \u{fffd}\u{fffd}: nl", "    \u{fffd}\u{fffd}: nl"),
+            ("é·password: x", "é·password: ***"),
         ] {
             assert_eq!(redact_line(line), expected, "{line}");
         }

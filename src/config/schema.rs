@@ -101,10 +101,19 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             .collect(),
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            vec![
-                at_value(format!("missing required key `{name}`"))
-                    .with_hint(format!("add `{name}:` here")),
-            ]
+            let written = pointer_join(&pointer, name);
+            if source.positions.has(&written) {
+                // Written as `name: null`, which means "not set".
+                vec![
+                    at_key(&written, format!("`{name}` is required here; `null` leaves it unset"))
+                        .with_hint(format!("give `{name}` a value")),
+                ]
+            } else {
+                vec![
+                    at_value(format!("missing required key `{name}`"))
+                        .with_hint(format!("add `{name}:` here")),
+                ]
+            }
         }
         ValidationErrorKind::PropertyNames { error: inner } => {
             let key = inner.instance().as_str().unwrap_or_default().to_string();
@@ -117,6 +126,13 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
                     "ids use letters, digits, `_`, `.` and `-`, and start with a letter or digit",
                 ),
             ]
+        }
+        // Not a mapping at all: the type error says so; the transport
+        // choice has nothing to add.
+        ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. }
+            if !error.instance().is_object() =>
+        {
+            Vec::new()
         }
         ValidationErrorKind::OneOfNotValid { .. } if is_transport_choice(schema_path) => {
             vec![
@@ -162,7 +178,8 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
                 (other, _) => describe(other),
             };
             let diagnostic = at_value(format!("expected {}, found {found}", expected_type(kind)));
-            vec![match type_hint(error.instance(), written) {
+            let expects_text = matches!(kind, TypeKind::Single(t) if t.as_str() == "string");
+            vec![match type_hint(error.instance(), written, expects_text) {
                 Some(hint) => diagnostic.with_hint(hint),
                 None => diagnostic,
             }]
@@ -175,7 +192,7 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
         ValidationErrorKind::Pattern { .. } => vec![pattern_error(&pointer, error, source)],
         ValidationErrorKind::MinLength { .. } => vec![
             at_value("must not be empty".into())
-                .with_hint("remove the key (or write `null`) to leave it unset"),
+                .with_hint("write a value; an optional key can be left out (or `null`) instead"),
         ],
         ValidationErrorKind::Minimum { limit } => {
             vec![at_value(format!("must be at least {limit}"))]
@@ -274,15 +291,18 @@ pub fn is_secret_path(pointer: &str) -> bool {
 }
 
 /// `written` is the scalar as it stands in the file (`0123`, not `123`).
-fn type_hint(found: &Value, written: Option<&str>) -> Option<String> {
+fn type_hint(found: &Value, written: Option<&str>, expects_text: bool) -> Option<String> {
     match found {
-        Value::Number(_) | Value::Bool(_) => {
+        Value::Number(_) | Value::Bool(_) if expects_text => {
             let written = written.map_or_else(|| found.to_string(), str::to_string);
             Some(format!(
                 "quote it to keep it as text exactly as written: \"{written}\""
             ))
         }
-        Value::String(s) if matches!(s.as_str(), "yes" | "no" | "on" | "off" | "Yes" | "No") => {
+        Value::String(s)
+            if !expects_text
+                && matches!(s.as_str(), "yes" | "no" | "on" | "off" | "Yes" | "No") =>
+        {
             Some("write `true` or `false`".into())
         }
         _ => None,

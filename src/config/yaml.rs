@@ -96,6 +96,11 @@ impl Positions {
         self.find(pointer).map(|node| node.value)
     }
 
+    /// Whether a node was written at exactly `pointer`.
+    pub fn has(&self, pointer: &str) -> bool {
+        self.nodes.contains_key(pointer)
+    }
+
     /// How a number, boolean or null at `pointer` was written (`0123`, `yes`).
     pub fn written(&self, pointer: &str) -> Option<&str> {
         self.typed_scalars.get(pointer).map(String::as_str)
@@ -473,9 +478,13 @@ fn number(text: &str) -> Result<Option<Value>, ScalarError> {
         ));
     }
     if is_float(unsigned)
-        && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64)
+        && let Ok(float) = text.parse::<f64>()
     {
-        return Ok(Some(Value::Number(number)));
+        // `587.0` is the integer 587, as JSON Schema counts it too.
+        if float.fract() == 0.0 && float.abs() < 9.0e15 {
+            return Ok(Some(Value::Number((float as i64).into())));
+        }
+        return Ok(Number::from_f64(float).map(Value::Number));
     }
     Ok(None)
 }

@@ -51,7 +51,7 @@ fn lint_template(template: &Template) -> Vec<Diagnostic> {
         super::Builtins {
             administration: ("sample", "Sample Administration"),
             user: ("sample", "Sample User"),
-            language: template.language.as_deref(),
+            language: template.language.as_ref().map(|l| l.value.as_str()),
         },
     );
     match text::render(template, &context, true, None) {

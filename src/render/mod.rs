@@ -71,12 +71,14 @@ pub enum RenderError {
         template: String,
         part: String,
         variable: String,
+        at: Option<crate::config::Location>,
     },
     #[error("template `{template}` ({part}) cannot be rendered: {message}")]
     Template {
         template: String,
         part: String,
         message: String,
+        at: Option<crate::config::Location>,
     },
     #[error("template `{template}` renders a {header} header with a line break")]
     HeaderLineBreak {
@@ -96,6 +98,16 @@ pub enum RenderError {
 }
 
 impl RenderError {
+    /// Where the template part that failed is written.
+    pub fn location(&self) -> Option<&crate::config::Location> {
+        match self {
+            RenderError::MissingVariable { at, .. } | RenderError::Template { at, .. } => {
+                at.as_ref()
+            }
+            _ => None,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             RenderError::MissingVariable { variable, .. } => Some(format!(
@@ -175,10 +187,11 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
 
     let mut attachments = Vec::new();
     for attachment in &template.attachments {
-        let content = std::fs::read(&attachment.path).map_err(|error| RenderError::Attachment {
-            path: attachment.path.clone(),
-            error,
-        })?;
+        let content =
+            read_attachment(&attachment.path).map_err(|error| RenderError::Attachment {
+                path: attachment.path.clone(),
+                error,
+            })?;
         attachments.push(FileAttachment {
             name: attachment.name.clone(),
             content,
@@ -186,7 +199,7 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     }
     attachments.extend(input.attachments.iter().cloned());
 
-    let boundary = Boundaries::new(&message_id);
+    let boundary = Boundaries::new(&message_id, &bodies);
     let body = body_part(&bodies, &boundary);
     let message = if attachments.is_empty() {
         match body {
@@ -210,6 +223,22 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         language,
         message_id,
     })
+}
+
+/// Largest file attached to a message.
+pub const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
+
+/// Reads an attachment: a regular file of at most [`MAX_ATTACHMENT_BYTES`].
+pub fn read_attachment(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if metadata.len() > MAX_ATTACHMENT_BYTES {
+        let limit = MAX_ATTACHMENT_BYTES / 1024 / 1024;
+        return Err(std::io::Error::other(format!("larger than {limit} MiB")));
+    }
+    std::fs::read(path)
 }
 
 /// Template variables: the request data plus `administration`, `user` and
@@ -256,16 +285,30 @@ struct Boundaries {
 }
 
 impl Boundaries {
-    fn new(message_id: &str) -> Self {
+    /// Boundaries that occur in no body (data could hold a line that looks
+    /// like one, and bodies of plain ASCII go out as 7bit, unencoded).
+    fn new(message_id: &str, bodies: &Bodies) -> Self {
         let token: String = message_id
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(40)
             .collect();
-        Boundaries {
-            alternative: format!("=_alt_{token}"),
-            mixed: format!("=_mix_{token}"),
-        }
+        let bodies = [Some(&bodies.text), bodies.html.as_ref()];
+        let free = |boundary: &str| bodies.iter().flatten().all(|body| !body.contains(boundary));
+        (0..)
+            .map(|n| {
+                let token = if n == 0 {
+                    token.clone()
+                } else {
+                    format!("{token}_{n}")
+                };
+                Boundaries {
+                    alternative: format!("=_alt_{token}"),
+                    mixed: format!("=_mix_{token}"),
+                }
+            })
+            .find(|b| free(&b.alternative) && free(&b.mixed))
+            .expect("a finite body leaves some boundary free")
     }
 }
 

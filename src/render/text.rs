@@ -4,7 +4,7 @@
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::Value;
 
-use crate::config::{Signature, Template};
+use crate::config::{Located, Signature, Template};
 
 use super::RenderError;
 
@@ -24,7 +24,7 @@ pub fn render(
     html: bool,
     signature: Option<&Signature>,
 ) -> Result<Bodies, RenderError> {
-    let subject = render_part(template, "subject", &template.subject.value, context)?;
+    let subject = render_part(template, "subject", &template.subject, context)?;
     if subject.contains(['\r', '\n']) {
         return Err(RenderError::HeaderLineBreak {
             template: template.id.clone(),
@@ -32,11 +32,11 @@ pub fn render(
         });
     }
     let text_body = match &template.text {
-        Some(text) => Some(render_part(template, "text", &text.value, context)?),
+        Some(text) => Some(render_part(template, "text", text, context)?),
         None => None,
     };
     let html_body = match &template.html {
-        Some(source) => Some(render_part(template, "html", &source.value, context)?),
+        Some(source) => Some(render_part(template, "html", source, context)?),
         None => None,
     };
     let disclaimer = template.disclaimer.as_ref();
@@ -73,9 +73,15 @@ pub fn syntax_error(template: &Template, part: &str, source: &str) -> Option<Str
         .map(|e| describe(&e))
 }
 
+/// Instructions one template part may execute: a runaway loop ends with
+/// an error instead of hanging the sender.
+const FUEL: u64 = 5_000_000;
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_formatter(format_value);
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
             AutoEscape::Html
@@ -86,18 +92,53 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Prints a value into a message. Strict about what a customer would see:
+/// `null` ("None"), whole lists or mappings, and control characters other
+/// than tab and line breaks are errors, not text.
+fn format_value(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let refuse = |what: &str| {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("a template prints {what}"),
+        ))
+    };
+    match value.kind() {
+        ValueKind::None | ValueKind::Undefined => return refuse("a null value (\"None\")"),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            return refuse("a whole list or mapping; print one of its fields");
+        }
+        _ => {}
+    }
+    if let Some(text) = value.as_str()
+        && text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return refuse("text with control characters");
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
 fn render_part(
     template: &Template,
     part: &str,
-    source: &str,
+    located: &Located<String>,
     context: &Value,
 ) -> Result<String, RenderError> {
     let mut env = environment();
     let name = format!("{}.{part}", template.id);
+    let source = located.value.as_str();
+    let at = Some(located.at.clone());
     let error = |error: minijinja::Error| RenderError::Template {
         template: template.id.clone(),
         part: part.to_string(),
         message: describe(&error),
+        at: at.clone(),
     };
     env.add_template(&name, source).map_err(error)?;
     let compiled = env.get_template(&name).map_err(error)?;
@@ -118,6 +159,7 @@ fn render_part(
                 template: template.id.clone(),
                 part: part.to_string(),
                 variable,
+                at: at.clone(),
             },
             None => error(e),
         }

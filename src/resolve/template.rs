@@ -55,7 +55,7 @@ pub(super) fn select<'c>(
             Ok(TemplateChoice {
                 template,
                 selection: Selection::Explicit,
-                language: template.language.clone(),
+                language: template.language.as_ref().map(|l| l.value.clone()),
             })
         }
         TemplateSelector::Process { process, language } => {
@@ -71,7 +71,7 @@ pub(super) fn select<'c>(
                 let entry = administration
                     .languages
                     .get(&language)
-                    .and_then(|table| table.get(*process));
+                    .and_then(|table| table.value.get(*process));
                 tried.push(LanguageTry {
                     language: language.clone(),
                     reason,

@@ -25,7 +25,9 @@ impl SecretError {
             SecretError::MissingEnv(name) | SecretError::NotUnicode(name) => {
                 format!("export `{name}` with the password before sending")
             }
-            SecretError::File { .. } => "create the file or fix its permissions".into(),
+            SecretError::File { .. } => {
+                "point `file:` at a readable regular file holding only the password".into()
+            }
         }
     }
 }
@@ -39,10 +41,18 @@ pub fn read_secret(secret: &Secret) -> Result<String, SecretError> {
         },
         Secret::Literal(value) => Ok(value.clone()),
         Secret::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|error| SecretError::File {
+            let error = |error| SecretError::File {
                 path: path.clone(),
                 error,
-            })?;
+            };
+            // A FIFO or device would block or never end: regular files only.
+            let metadata = std::fs::metadata(path).map_err(error)?;
+            if !metadata.is_file() || metadata.len() > 64 * 1024 {
+                return Err(error(std::io::Error::other(
+                    "not a regular file of at most 64 KiB",
+                )));
+            }
+            let text = std::fs::read_to_string(path).map_err(error)?;
             // Editors add one trailing newline; it is never part of a password.
             let text = text.strip_suffix('\n').unwrap_or(&text);
             Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
