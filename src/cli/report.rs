@@ -18,7 +18,7 @@ use super::CliError;
 ///    = hint: known keys here: ...
 /// ```
 pub fn diagnostic(d: &Diagnostic) -> String {
-    let mut out = format!("{}: {}\n", d.severity, d.message);
+    let mut out = format!("{}: {}\n", d.severity, one_line(&d.message));
     if let Some(at) = &d.location {
         let path = if d.path.is_empty() {
             String::new()
@@ -42,9 +42,24 @@ pub fn diagnostic(d: &Diagnostic) -> String {
         let _ = writeln!(out, "  --> {}", d.path);
     }
     if let Some(hint) = &d.hint {
-        let _ = writeln!(out, "  = hint: {hint}");
+        let _ = writeln!(out, "  = hint: {}", one_line(hint));
     }
     out
+}
+
+/// Messages quote what the user wrote, which may hold line breaks or other
+/// control characters: show them escaped, so that one diagnostic stays one
+/// block and nothing can fake another line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Prints a failed command's error, with its hint, to stderr.

@@ -247,7 +247,16 @@ fn check_references(config: &Config, broken: &Broken, out: &mut Diagnostics) {
                     .templates
                     .get(&template.value)
                     .and_then(|t| t.process.as_ref());
-                if let Some(declared) = declared.filter(|declared| declared.value != *process) {
+                // Only between declared processes: an unknown one is reported above.
+                let both_declared = |declared: &Located<String>| {
+                    [&declared.value, process]
+                        .iter()
+                        .all(|p| system.processes.contains(p))
+                };
+                if let Some(declared) = declared
+                    .filter(|declared| declared.value != *process)
+                    .filter(|declared| both_declared(declared))
+                {
                     out.push(
                         Diagnostic::error(
                             Some(template.at.clone()),
@@ -329,7 +338,8 @@ fn check_known<'a>(
         Some(close) => format!("did you mean `{close}`?"),
         None if known.is_empty() => format!("no {what} is declared"),
         None => format!(
-            "known {what}s: {}",
+            "known {}: {}",
+            plural(what),
             known
                 .iter()
                 .map(|k| format!("`{k}`"))
@@ -365,4 +375,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
         previous = current;
     }
     previous[b.len()]
+}
+
+fn plural(word: &str) -> String {
+    if word.ends_with('s') {
+        format!("{word}es")
+    } else {
+        format!("{word}s")
+    }
 }

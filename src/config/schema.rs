@@ -163,7 +163,7 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             _ => vec![at_value(error.to_string())],
         },
         // Never echo what was written where a secret belongs.
-        _ if is_secret_path(&pointer) => vec![
+        _ if is_secret_path(&pointer) && !error.instance().is_object() => vec![
             at_value("a password must be a reference, not a value".into())
                 .with_hint(
                     "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`",
@@ -179,7 +179,12 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             };
             let diagnostic = at_value(format!("expected {}, found {found}", expected_type(kind)));
             let expects_text = matches!(kind, TypeKind::Single(t) if t.as_str() == "string");
-            vec![match type_hint(error.instance(), written, expects_text) {
+            let hint = if pointer.is_empty() {
+                Some("a config file is a mapping of sections such as `system:` and `profiles:`".to_string())
+            } else {
+                type_hint(error.instance(), written, expects_text)
+            };
+            vec![match hint {
                 Some(hint) => diagnostic.with_hint(hint),
                 None => diagnostic,
             }]
@@ -254,6 +259,16 @@ fn known_keys_hint(schema_path: &str, key: &str) -> String {
 
 fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile) -> Diagnostic {
     let value = describe(error.instance());
+    if error.instance().as_str() == Some("") {
+        return Diagnostic {
+            pointer: Some(pointer.to_string()),
+            ..Diagnostic::error(
+                Some(source.value_at(pointer)),
+                dotted_path(pointer),
+                "must not be empty",
+            )
+        };
+    }
     let schema_path = error.schema_path().as_str();
     let diagnostic = |message: String, hint: &str| {
         Diagnostic {
@@ -266,7 +281,12 @@ fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile
         }
         .with_hint(hint)
     };
-    if schema_path.contains("/language") {
+    if schema_path.contains("/hostname") {
+        diagnostic(
+            format!("{value} is not a host name"),
+            "write a host name such as `smtp.example.com`, an IPv4 address or `[IPv6]`",
+        )
+    } else if schema_path.contains("/language") {
         diagnostic(
             format!("{value} is not a language tag"),
             "use a tag such as `nl`, `en` or `nl-BE`",

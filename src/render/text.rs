@@ -182,12 +182,16 @@ fn has_path(context: &Value, dotted: &str) -> bool {
 /// Globals minijinja provides itself.
 const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
 
+/// minijinja's message without its own "(in name:line)", which names the
+/// internal template; the caller gives the YAML location instead.
 fn describe(error: &minijinja::Error) -> String {
-    let mut message = error.to_string();
-    if let Some(line) = error.line() {
-        message = format!("{message} (line {line})");
+    let what = error
+        .detail()
+        .map_or_else(|| error.kind().to_string(), str::to_string);
+    match error.line() {
+        Some(line) => format!("{what} (line {line} of the value)"),
+        None => what,
     }
-    message
 }
 
 fn append_text(
