@@ -489,3 +489,52 @@ fn literal_passwords_are_never_echoed_even_by_other_errors() {
         );
     }
 }
+
+#[test]
+fn an_allowed_plaintext_password_is_used_but_never_shown() {
+    const SECRET: &str = "Plain-Text-Pw-4711";
+    let dir = tempfile::tempdir().unwrap();
+    let config = SMALL.replace(
+        "file: {dir: outbox}",
+        &format!(
+            "smtp: {{host: 127.0.0.1, port: {}, auth: {{username: u, password: {SECRET}}}}}",
+            free_port()
+        ),
+    );
+    let file = write(dir.path(), "c.yaml", &config);
+    let data = write(dir.path(), "data.json", r#"{"number": 1}"#);
+    let without_flag = run(mailrules().args(["validate", "--config"]).arg(&file));
+    assert_eq!(without_flag.code, 1, "refused without the flag");
+    for command in ["validate", "explain", "preview", "send"] {
+        let mut cmd = mailrules();
+        cmd.args(["--allow-plaintext-secrets", command, "--config"])
+            .arg(&file);
+        if command != "validate" {
+            cmd.args(["-a", "shop", "-u", "clerk", "-p", "notice"]);
+        }
+        if command == "preview" || command == "send" {
+            cmd.args(["--to", "c@x.example"]).arg("--data").arg(&data);
+        }
+        let result = run(&mut cmd);
+        assert!(
+            result.stderr.contains("a literal password"),
+            "{command} warns: {}",
+            result.stderr
+        );
+        assert!(
+            !result.stdout.contains(SECRET),
+            "{command}: {}",
+            result.stdout
+        );
+        assert!(
+            !result.stderr.contains(SECRET),
+            "{command}: {}",
+            result.stderr
+        );
+        if command == "send" {
+            assert_eq!(result.code, 1, "nothing listens on the port");
+        } else {
+            assert_eq!(result.code, 0, "{command}: {}", result.stderr);
+        }
+    }
+}

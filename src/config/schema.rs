@@ -51,17 +51,35 @@ pub fn check(
 ) -> Vec<Diagnostic> {
     validator(kind)
         .iter_errors(value)
-        .flat_map(|error| {
-            let literal_password =
-                is_secret_path(error.instance_path().as_str()) && error.instance().is_string();
-            let found = diagnostics(&error, source);
-            if literal_password && allow_plaintext_secrets {
-                found.into_iter().map(allowed_plaintext).collect()
-            } else {
-                found
-            }
-        })
+        .flat_map(|error| checked(&error, source, allow_plaintext_secrets))
         .collect()
+}
+
+/// The diagnostics of one error; a literal password becomes a warning when
+/// `--allow-plaintext-secrets` allows it (also inside `X or null` unions).
+fn checked(
+    error: &ValidationError<'_>,
+    source: &SourceFile,
+    allow_plaintext_secrets: bool,
+) -> Vec<Diagnostic> {
+    if let ValidationErrorKind::AnyOf { context } = error.kind()
+        && let Some(first) = context.first()
+        && !first.is_empty()
+        && !error.schema_path().as_str().ends_with("/template/anyOf")
+    {
+        return first
+            .iter()
+            .flat_map(|e| checked(e, source, allow_plaintext_secrets))
+            .collect();
+    }
+    let literal_password =
+        is_secret_path(error.instance_path().as_str()) && error.instance().is_string();
+    let found = diagnostics(error, source);
+    if literal_password && allow_plaintext_secrets {
+        found.into_iter().map(allowed_plaintext).collect()
+    } else {
+        found
+    }
 }
 
 fn allowed_plaintext(d: Diagnostic) -> Diagnostic {
@@ -155,13 +173,8 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
                     .with_hint("add `text: |` followed by the message text"),
             ]
         }
-        // `X or null`: report what was wrong with the X branch.
-        ValidationErrorKind::AnyOf { context } => match context.first() {
-            Some(first) if !first.is_empty() => {
-                first.iter().flat_map(|e| diagnostics(e, source)).collect()
-            }
-            _ => vec![at_value(error.to_string())],
-        },
+        // `checked` reports the first branch of `X or null` unions.
+        ValidationErrorKind::AnyOf { .. } => vec![at_value(error.to_string())],
         // Never echo what was written where a secret belongs.
         _ if is_secret_path(&pointer) && !error.instance().is_object() => vec![
             at_value("a password must be a reference, not a value".into())
