@@ -538,3 +538,93 @@ fn an_allowed_plaintext_password_is_used_but_never_shown() {
         }
     }
 }
+
+#[test]
+fn explain_expectations_pass_silently_and_fail_with_a_diff() {
+    let base = [
+        "explain",
+        "--config",
+        EXAMPLE,
+        "-a",
+        "acme-nl",
+        "-u",
+        "anna",
+        "-p",
+        "order_confirmation",
+    ];
+    let ok = run(mailrules().args(base).args([
+        "--expect-profile",
+        "sales",
+        "--expect-from",
+        "anna.devries@acme.nl",
+    ]));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let wrong = run(mailrules().args(base).args([
+        "--expect-profile",
+        "billing",
+        "--expect-from",
+        "Verkoop <verkoop@acme.nl>",
+    ]));
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong
+            .stderr
+            .contains("profile: expected `billing`, got `sales` (level 3"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong.stderr.contains(
+            "from: expected `Verkoop <verkoop@acme.nl>`, got `Anna de Vries <anna.devries@acme.nl>`"
+        ),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong.stderr.contains("users.yaml:12:13"),
+        "the diff says where the value came from: {}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn explain_all_lists_every_context_in_three_formats() {
+    let csv = run(mailrules().args(["explain", "--all", "--config", EXAMPLE, "--format", "csv"]));
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "administration,process,language,user,template,profile,level,from,reply_to,bcc,transport,error"
+    );
+    // 2 administrations × 4 processes × 2 languages × (anna, kees, no personal settings)
+    assert_eq!(lines.len() - 1, 2 * 4 * 2 * 3);
+    assert!(lines.contains(&"acme-nl,order_confirmation,nl,anna,order_confirmation-nl,sales,personal,Anna de Vries <anna.devries@acme.nl>,Acme Verkoop <verkoop@acme.nl>,(none),smtp smtp.acme.example:587 (STARTTLS),"));
+    assert!(
+        !csv.stdout.contains("piet"),
+        "piet's personal settings are disabled"
+    );
+
+    let json = run(mailrules().args(["explain", "--all", "--config", EXAMPLE, "--format", "json"]));
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 48);
+    let unresolved: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(
+        unresolved
+            .iter()
+            .all(|r| r["administration"] == "acme-be" && r["process"] == "purchase_order"),
+        "only acme-be has no Dutch purchase order: {unresolved:?}"
+    );
+
+    let human = run(mailrules().args(["explain", "--all", "--config", EXAMPLE]));
+    assert!(
+        human.stdout.starts_with("administration  process"),
+        "{}",
+        human.stdout
+    );
+    assert_eq!(human.stdout.lines().count(), 49);
+}

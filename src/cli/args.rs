@@ -13,6 +13,14 @@ pub enum Format {
     Json,
 }
 
+/// `explain` can also write CSV (with `--all`, one row per context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Human,
+    Json,
+    Csv,
+}
+
 /// Who sends what: the request context.
 #[derive(Debug, Clone, Args)]
 #[group(skip)]
@@ -117,5 +125,70 @@ fn parse_language(text: &str) -> Result<String, String> {
         Ok(text.to_string())
     } else {
         Err("write a language tag such as `nl`, `en` or `nl-BE`".into())
+    }
+}
+
+/// `explain`: one context (like preview and send), or `--all` of them.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// Administration (company) the message is sent for.
+    #[arg(long, short = 'a', required_unless_present = "all")]
+    pub administration: Option<String>,
+    /// User on whose behalf the message is sent.
+    #[arg(long, short = 'u', required_unless_present = "all")]
+    pub user: Option<String>,
+    /// Business process, e.g. `sales_invoice`.
+    #[arg(long, short = 'p', conflicts_with = "template")]
+    pub process: Option<String>,
+    /// Language of the message (with --process).
+    #[arg(long, short = 'l', requires = "process", value_parser = parse_language)]
+    pub language: Option<String>,
+    /// Use this template instead of the language table.
+    #[arg(long, short = 't')]
+    pub template: Option<String>,
+    /// A file with one `smtp`, `sendmail` or `file` block that replaces every
+    /// profile's transport.
+    #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+    pub transport_override: Option<PathBuf>,
+    /// Every context instead: administration × process × language × user
+    /// (each user with enabled personal settings, plus none), one row each.
+    #[arg(long, conflicts_with_all = ["administration", "user", "process", "template", "language"])]
+    pub all: bool,
+    /// Exit 1 unless the winning profile is this one.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub expect_profile: Option<String>,
+    /// Exit 1 unless the effective sender is this address.
+    #[arg(long, value_name = "ADDR", conflicts_with = "all")]
+    pub expect_from: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ExplainFormat,
+}
+
+impl ExplainArgs {
+    /// The one context to explain; `None` for `--all`.
+    pub fn context(&self) -> Result<Option<ContextArgs>, super::CliError> {
+        if self.all {
+            return Ok(None);
+        }
+        if self.process.is_none() && self.template.is_none() {
+            return Err(super::CliError::Usage(
+                "explain needs --process or --template (or --all)".into(),
+            ));
+        }
+        Ok(Some(ContextArgs {
+            administration: self.administration.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            process: self.process.clone(),
+            language: self.language.clone(),
+            template: self.template.clone(),
+            transport_override: self.transport_override.clone(),
+        }))
+    }
+
+    pub fn expectations(&self) -> super::explain::Expectations {
+        super::explain::Expectations {
+            profile: self.expect_profile.clone(),
+            from: self.expect_from.clone(),
+        }
     }
 }

@@ -8,19 +8,83 @@ use serde_json::{Map, Value, json};
 use crate::config::Location;
 use crate::resolve::{self, FieldTrace, Resolution, Selection};
 
-use super::{CliError, ConfigSource, ContextArgs, Format, Prepared};
+use super::{CliError, ConfigSource, ContextArgs, ExplainFormat, Prepared};
 
-pub fn run(source: &ConfigSource, context: &ContextArgs, format: Format) -> Result<u8, CliError> {
+pub use super::explain_all::run_all;
+
+/// What `--expect-profile` / `--expect-from` assert (like amtool's verify).
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pub profile: Option<String>,
+    pub from: Option<String>,
+}
+
+pub fn run(
+    source: &ConfigSource,
+    context: &ContextArgs,
+    format: ExplainFormat,
+    expect: &Expectations,
+) -> Result<u8, CliError> {
     let prepared = Prepared::load(source, context)?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     match format {
-        Format::Human => print!("{}", human(&resolution)),
-        Format::Json => println!(
+        ExplainFormat::Human => print!("{}", human(&resolution)),
+        ExplainFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&to_json(&resolution)).expect("a resolution is JSON")
         ),
+        ExplainFormat::Csv => {
+            return Err(CliError::Usage(
+                "--format csv needs --all (one row per context)".into(),
+            ));
+        }
     }
-    Ok(0)
+    let differences = differences(&resolution, expect)?;
+    if differences.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("error: the resolution differs from what was expected");
+    for line in differences {
+        eprintln!("  {line}");
+    }
+    Ok(1)
+}
+
+/// One line per expectation that does not hold: expected, got, and why.
+fn differences(r: &Resolution<'_>, expect: &Expectations) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    if let Some(profile) = &expect.profile
+        && *profile != r.profile.id
+    {
+        let level = &r.levels[r.level.number() - 1];
+        out.push(format!(
+            "profile: expected `{profile}`, got `{}` (level {}, {}: {})",
+            r.profile.id,
+            r.level.number(),
+            level.note,
+            at(&level.source)
+        ));
+    }
+    if let Some(from) = &expect.from {
+        let expected = crate::config::parse_mailbox(from)
+            .map_err(|e| CliError::Usage(format!("--expect-from: {}", e.message)))?;
+        let got = &r.effective.from;
+        let same =
+            expected.email == got.email && (expected.name.is_none() || expected.name == got.name);
+        if !same {
+            let trace = r
+                .fields
+                .iter()
+                .find(|f| f.field == "from")
+                .expect("from is traced");
+            out.push(format!(
+                "from: expected `{expected}`, got `{got}` (from {} {})",
+                trace.origin.what,
+                at(&trace.origin.source)
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn at(location: &Option<Location>) -> String {
@@ -66,11 +130,7 @@ pub fn human(r: &Resolution<'_>) -> String {
             }
         }
     }
-    let number = r
-        .levels
-        .iter()
-        .position(|l| l.level == r.level)
-        .map_or(0, |i| i + 1);
+    let number = r.level.number();
     let _ = writeln!(
         out,
         "\nprofile: {} (level {number}, {})",
@@ -102,7 +162,12 @@ pub fn human(r: &Resolution<'_>) -> String {
 fn write_field(out: &mut String, field: &FieldTrace) {
     let _ = writeln!(out, "  {:<13} {}", field.field, first_line(&field.value));
     let source = at(&field.origin.source);
-    let _ = writeln!(out, "  {:<13}   from {}  {source}", "", field.origin.what);
+    let _ = writeln!(
+        out,
+        "  {:<13}   from {}  {source}",
+        "",
+        origin_text(&field.origin)
+    );
     // Equal values are not news to a reader; JSON output lists them all.
     for s in field
         .shadowed
@@ -118,9 +183,17 @@ fn write_field(out: &mut String, field: &FieldTrace) {
             "  {:<13}   {verb} {} from {}  {}",
             "",
             first_line(&s.value),
-            s.origin.what,
+            origin_text(&s.origin),
             at(&s.origin.source)
         );
+    }
+}
+
+/// ``profile `billing` (level 1, template)``
+fn origin_text(origin: &resolve::Origin) -> String {
+    match origin.level {
+        Some(level) => format!("{} (level {}, {level})", origin.what, level.number()),
+        None => origin.what.clone(),
     }
 }
 

@@ -3,7 +3,8 @@
 //! name, rejected mail), 2 usage or I/O error.
 
 mod args;
-mod explain;
+pub(crate) mod explain;
+mod explain_all;
 mod preview;
 mod report;
 mod send;
@@ -20,7 +21,7 @@ use crate::render::{self, FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
 
-pub use args::{ContextArgs, Format, MessageArgs};
+pub use args::{ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs};
 
 /// E-mail configuration as code: validate, explain, preview and send.
 #[derive(Debug, Parser)]
@@ -56,12 +57,7 @@ pub enum Command {
         deny_warnings: bool,
     },
     /// Show which template and profile a message uses, and why.
-    Explain {
-        #[command(flatten)]
-        context: ContextArgs,
-        #[arg(long, value_enum, default_value = "human")]
-        format: Format,
-    },
+    Explain(ExplainArgs),
     /// Print the exact message that `send` would transmit.
     Preview {
         #[command(flatten)]
@@ -161,7 +157,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             format,
             deny_warnings,
         } => validate::run(&source, format, deny_warnings),
-        Command::Explain { context, format } => explain::run(&source, &context, format),
+        Command::Explain(args) => match args.context()? {
+            None => explain::run_all(&source, args.format),
+            Some(context) => explain::run(&source, &context, args.format, &args.expectations()),
+        },
         Command::Preview { context, message } => preview::run(&source, &context, &message),
         Command::Send { context, message } => send::run(&source, &context, &message),
     }
@@ -239,4 +238,16 @@ fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
         date: args.date,
         message_id: args.message_id.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks its own definitions (conflicts, requirements) here, not
+    /// only when a user happens to type the flag.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

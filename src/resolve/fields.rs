@@ -15,6 +15,8 @@ use super::{Effective, Level, LevelStatus, LevelTrace};
 pub struct Origin {
     /// In words: ``profile `billing` ``, ``personal settings of `anna` ``, `default`.
     pub what: String,
+    /// The level of the precedence chain it came from, if any.
+    pub level: Option<Level>,
     pub source: Option<Location>,
 }
 
@@ -49,8 +51,9 @@ struct Candidate {
 
 /// The people and profiles a field's value may come from.
 struct Sources<'c> {
-    winner: &'c Profile,
-    lower: Vec<&'c Profile>,
+    winner: (Level, &'c Profile),
+    /// The profiles of the levels that lost, with their levels.
+    lower: Vec<(Level, &'c Profile)>,
     user: &'c User,
     personal: Option<&'c Personal>,
     /// `None` when personal overrides apply, else why not.
@@ -69,8 +72,7 @@ pub(super) fn resolve(
     let lower = levels
         .iter()
         .filter(|l| l.status == LevelStatus::Shadowed)
-        .filter_map(|l| l.profile.as_ref())
-        .filter_map(|id| config.profiles.get(id))
+        .filter_map(|l| Some((l.level, config.profiles.get(l.profile.as_ref()?)?)))
         .collect();
     let personal = user.personal.as_ref().filter(|p| p.enabled.value);
     let personal_blocked = match (user.personal.as_ref(), level) {
@@ -84,7 +86,7 @@ pub(super) fn resolve(
         _ => None,
     };
     let sources = Sources {
-        winner,
+        winner: (level, winner),
         lower,
         user,
         personal: user.personal.as_ref(),
@@ -197,6 +199,7 @@ impl Sources<'_> {
                 value,
                 origin: Origin {
                     what: format!("personal settings of `{}`", self.user.id),
+                    level: Some(Level::Personal),
                     source: Some(at),
                 },
                 blocked: self.personal_blocked.clone(),
@@ -213,15 +216,16 @@ impl Sources<'_> {
     ) -> Vec<Candidate> {
         std::iter::once(self.winner)
             .chain(self.lower.iter().copied())
-            .filter_map(|profile| {
+            .filter_map(|(level, profile)| {
                 from_profile(profile).map(|(value, at)| Candidate {
                     value,
                     origin: Origin {
                         what: format!("profile `{}`", profile.id),
+                        level: Some(level),
                         source: Some(at),
                     },
                     blocked: None,
-                    eligible: profile.id == self.winner.id,
+                    eligible: profile.id == self.winner.1.id,
                 })
             })
             .collect()
@@ -236,6 +240,7 @@ impl Sources<'_> {
             value: value(&over.value).unwrap_or_else(|| "(none)".into()),
             origin: Origin {
                 what: "transport override".into(),
+                level: None,
                 source: Some(over.at.clone()),
             },
             blocked: None,
@@ -265,6 +270,7 @@ impl Sources<'_> {
                 value: account_text(&a.value),
                 origin: Origin {
                     what: format!("personal settings of `{}`", self.user.id),
+                    level: Some(Level::Personal),
                     source: Some(a.at.clone()),
                 },
                 blocked: self.personal_blocked.clone(),
@@ -302,6 +308,7 @@ fn pick(field: &'static str, candidates: Vec<Candidate>, default: &str) -> Field
             default.to_string(),
             Origin {
                 what: "default (no profile sets it)".into(),
+                level: None,
                 source: None,
             },
         ),

@@ -3,6 +3,7 @@
 //! from what `send` does.
 
 mod fields;
+pub mod matrix;
 mod template;
 
 use std::fmt;
@@ -45,6 +46,13 @@ pub enum Level {
     Administration,
     Personal,
     System,
+}
+
+impl Level {
+    /// 1 (template) to 4 (system), as the precedence chain numbers them.
+    pub fn number(self) -> usize {
+        self as usize + 1
+    }
 }
 
 impl fmt::Display for Level {
@@ -195,17 +203,30 @@ pub fn resolve<'c>(
         .users
         .get(request.user)
         .ok_or_else(|| unknown("user", request.user, config.users.keys()))?;
-    let template = template::select(config, administration, &request.selector)?;
+    resolve_for(
+        config,
+        administration,
+        user,
+        &request.selector,
+        request.transport_override,
+    )
+}
+
+/// [`resolve`] for an administration and user already looked up (the user
+/// may be one that is not in the configuration, such as "no personal
+/// settings" in [`matrix`]).
+pub fn resolve_for<'a>(
+    config: &'a Config,
+    administration: &'a Administration,
+    user: &'a User,
+    selector: &TemplateSelector<'_>,
+    transport_override: Option<&Located<Transport>>,
+) -> Result<Resolution<'a>, ResolveError> {
+    let template = template::select(config, administration, selector)?;
     let (levels, level, profile_id) = profile_levels(config, administration, user, &template)?;
     let profile = &config.profiles[&profile_id];
-    let (effective, fields) = fields::resolve(
-        config,
-        user,
-        &levels,
-        level,
-        profile,
-        request.transport_override,
-    );
+    let (effective, fields) =
+        fields::resolve(config, user, &levels, level, profile, transport_override);
     Ok(Resolution {
         administration,
         user,
@@ -220,7 +241,7 @@ pub fn resolve<'c>(
 
 type Levels = ([LevelTrace; 4], Level, String);
 
-/// The precedence chain (DESIGN.md §2): first non-empty level wins.
+/// The precedence chain: the first non-empty level wins.
 fn profile_levels(
     config: &Config,
     administration: &Administration,
