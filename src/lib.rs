@@ -8,4 +8,5 @@ pub mod config;
 pub mod load;
 pub mod render;
 pub mod resolve;
+pub mod testing;
 pub mod transport;

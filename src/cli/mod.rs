@@ -8,6 +8,7 @@ mod explain_all;
 mod preview;
 mod report;
 mod send;
+mod test;
 mod validate;
 
 use std::path::PathBuf;
@@ -58,6 +59,15 @@ pub enum Command {
     },
     /// Show which template and profile a message uses, and why.
     Explain(ExplainArgs),
+    /// Run config unit tests: expected resolutions and stored previews.
+    Test {
+        /// Test files, or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Write the stored previews (.eml) anew instead of comparing.
+        #[arg(long)]
+        update_snapshots: bool,
+    },
     /// Print the exact message that `send` would transmit.
     Preview {
         #[command(flatten)]
@@ -161,6 +171,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             None => explain::run_all(&source, args.format),
             Some(context) => explain::run(&source, &context, args.format, &args.expectations()),
         },
+        Command::Test {
+            paths,
+            update_snapshots,
+        } => test::run(&source, &paths, update_snapshots),
         Command::Preview { context, message } => preview::run(&source, &context, &message),
         Command::Send { context, message } => send::run(&source, &context, &message),
     }

@@ -1,0 +1,462 @@
+//! Config unit tests (`mailrules test`): YAML files of cases, each a request
+//! context with the resolution it must give and, optionally, a stored
+//! preview (`.eml`) the rendered message must equal byte for byte. The
+//! format is documented in `docs/testing.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::config::yaml::{self, Positions};
+use crate::config::{self, Config, Location, Transport, parse_mailbox};
+use crate::render::{self, MessageInput};
+use crate::resolve::{self, Request, Resolution, TemplateSelector};
+
+/// The Date of every stored preview, so that snapshots are stable.
+pub const SNAPSHOT_DATE: &str = "2026-01-01T09:00:00Z";
+
+/// One test file, read and checked for shape.
+#[derive(Debug)]
+pub struct TestFile {
+    pub path: PathBuf,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug)]
+pub struct Case {
+    pub name: String,
+    pub at: Location,
+    pub administration: String,
+    pub user: String,
+    pub process: Option<String>,
+    pub language: Option<String>,
+    pub template: Option<String>,
+    /// Expected values by field, each with where the test file states it.
+    pub expect: Vec<(String, Value, Location)>,
+    pub preview: Option<Preview>,
+}
+
+#[derive(Debug)]
+pub struct Preview {
+    pub to: Vec<String>,
+    pub data: Option<PathBuf>,
+    pub snapshot: PathBuf,
+    pub at: Location,
+}
+
+/// A problem with a test file itself (exit 2), with its place.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct TestFileError {
+    pub location: String,
+    pub message: String,
+}
+
+/// What a case found.
+#[derive(Debug)]
+pub enum Finding {
+    /// An expected value differs.
+    Mismatch {
+        field: String,
+        expected: String,
+        got: String,
+        at: Location,
+    },
+    /// The context does not resolve or render.
+    Error { message: String, at: Location },
+    /// The rendered preview differs from the stored one: a unified diff.
+    SnapshotDiffers { diff: String, at: Location },
+    /// No stored preview yet.
+    SnapshotMissing { path: PathBuf, at: Location },
+    /// `--update-snapshots` wrote the preview.
+    SnapshotWritten { path: PathBuf },
+}
+
+impl Finding {
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Finding::SnapshotWritten { .. })
+    }
+}
+
+const EXPECTABLE: [&str; 7] = [
+    "template",
+    "profile",
+    "level",
+    "from",
+    "reply_to",
+    "bcc",
+    "transport_host",
+];
+const CASE_KEYS: [&str; 8] = [
+    "name",
+    "administration",
+    "user",
+    "process",
+    "language",
+    "template",
+    "expect",
+    "preview",
+];
+
+/// Reads a test file.
+pub fn read(path: &Path) -> Result<TestFile, TestFileError> {
+    let file_error = |message: String| TestFileError {
+        location: path.display().to_string(),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let document = yaml::parse(&text).map_err(|e| TestFileError {
+        location: format!(
+            "{}:{}:{}",
+            path.display(),
+            e.position.line,
+            e.position.column
+        ),
+        message: e.message,
+    })?;
+    let reader = Reader {
+        path,
+        positions: &document.positions,
+    };
+    let Some(cases) = document.value.get("cases").and_then(Value::as_array) else {
+        return Err(reader.error("", "a test file has a `cases:` list"));
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let cases = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| reader.case(&format!("/cases/{i}"), case, dir))
+        .collect::<Result<_, _>>()?;
+    Ok(TestFile {
+        path: path.to_path_buf(),
+        cases,
+    })
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    positions: &'a Positions,
+}
+
+impl Reader<'_> {
+    fn at(&self, pointer: &str) -> Location {
+        let position = self
+            .positions
+            .key(pointer)
+            .unwrap_or(yaml::Position { line: 1, column: 1 });
+        Location::new(
+            std::sync::Arc::new(self.path.to_path_buf()),
+            position.line,
+            position.column,
+        )
+    }
+
+    fn error(&self, pointer: &str, message: &str) -> TestFileError {
+        TestFileError {
+            location: self.at(pointer).to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn text(
+        &self,
+        case: &Value,
+        pointer: &str,
+        key: &str,
+        required: bool,
+    ) -> Result<Option<String>, TestFileError> {
+        match case.get(key) {
+            None | Some(Value::Null) if !required => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            _ => Err(self.error(
+                &format!("{pointer}/{key}"),
+                &format!("`{key}` must be text"),
+            )),
+        }
+    }
+
+    fn case(&self, pointer: &str, case: &Value, dir: &Path) -> Result<Case, TestFileError> {
+        let Some(object) = case.as_object() else {
+            return Err(self.error(pointer, "a case is a mapping"));
+        };
+        if let Some(unknown) = object.keys().find(|k| !CASE_KEYS.contains(&k.as_str())) {
+            return Err(self.error(
+                &format!("{pointer}/{unknown}"),
+                &format!(
+                    "unknown key `{unknown}`; a case has {}",
+                    CASE_KEYS.join(", ")
+                ),
+            ));
+        }
+        let expect = match case.get("expect") {
+            None => Vec::new(),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(field, value)| {
+                    let at = self.at(&format!("{pointer}/expect/{field}"));
+                    if EXPECTABLE.contains(&field.as_str()) {
+                        Ok((field.clone(), value.clone(), at))
+                    } else {
+                        Err(TestFileError {
+                            location: at.to_string(),
+                            message: format!(
+                                "cannot expect `{field}`; expectable: {}",
+                                EXPECTABLE.join(", ")
+                            ),
+                        })
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(self.error(&format!("{pointer}/expect"), "`expect` is a mapping"));
+            }
+        };
+        let preview = match case.get("preview") {
+            None => None,
+            Some(preview) => Some(self.preview(&format!("{pointer}/preview"), preview, dir)?),
+        };
+        let process = self.text(case, pointer, "process", false)?;
+        let template = self.text(case, pointer, "template", false)?;
+        if process.is_some() == template.is_some() {
+            return Err(self.error(pointer, "a case names either `process` or `template`"));
+        }
+        Ok(Case {
+            name: self.text(case, pointer, "name", true)?.unwrap_or_default(),
+            at: self.at(pointer),
+            administration: self
+                .text(case, pointer, "administration", true)?
+                .unwrap_or_default(),
+            user: self.text(case, pointer, "user", true)?.unwrap_or_default(),
+            process,
+            language: self.text(case, pointer, "language", false)?,
+            template,
+            expect,
+            preview,
+        })
+    }
+
+    fn preview(
+        &self,
+        pointer: &str,
+        preview: &Value,
+        dir: &Path,
+    ) -> Result<Preview, TestFileError> {
+        let to = match preview.get("to") {
+            Some(Value::String(one)) => vec![one.clone()],
+            Some(Value::Array(many)) if many.iter().all(Value::is_string) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => {
+                return Err(self.error(
+                    pointer,
+                    "`preview` needs `to`: an address or a list of them",
+                ));
+            }
+        };
+        let path = |key: &str, required: bool| -> Result<Option<PathBuf>, TestFileError> {
+            Ok(self
+                .text(preview, pointer, key, required)?
+                .map(|p| dir.join(p)))
+        };
+        Ok(Preview {
+            to,
+            data: path("data", false)?,
+            snapshot: path("snapshot", true)?.expect("required"),
+            at: self.at(pointer),
+        })
+    }
+}
+
+/// Runs one case against a configuration.
+pub fn run_case(config: &Config, case: &Case, update_snapshots: bool) -> Vec<Finding> {
+    let selector = match (&case.template, &case.process) {
+        (Some(template), _) => TemplateSelector::Template(template),
+        (None, Some(process)) => TemplateSelector::Process {
+            process,
+            language: case.language.as_deref(),
+        },
+        (None, None) => unreachable!("checked when reading"),
+    };
+    let request = Request {
+        administration: &case.administration,
+        user: &case.user,
+        selector,
+        transport_override: None,
+    };
+    let resolution = match resolve::resolve(config, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![Finding::Error {
+                message: format!("{e} ({})", e.hint()),
+                at: case.at.clone(),
+            }];
+        }
+    };
+    let mut findings: Vec<Finding> = case
+        .expect
+        .iter()
+        .filter_map(|(field, expected, at)| compare(&resolution, field, expected, at))
+        .collect();
+    if let Some(preview) = &case.preview {
+        findings.extend(check_preview(&resolution, preview, update_snapshots));
+    }
+    findings
+}
+
+fn compare(r: &Resolution<'_>, field: &str, expected: &Value, at: &Location) -> Option<Finding> {
+    let e = &r.effective;
+    let (matches, got) = match field {
+        "template" => text_equal(expected, &r.template.template.id),
+        "profile" => text_equal(expected, &r.profile.id),
+        "level" => text_equal(expected, &r.level.to_string()),
+        "from" => (address_equal(expected, Some(&e.from)), e.from.to_string()),
+        "reply_to" => (
+            address_equal(expected, e.reply_to.as_ref()),
+            e.reply_to
+                .as_ref()
+                .map_or("(none)".into(), ToString::to_string),
+        ),
+        "bcc" => {
+            let got: Vec<String> = e.bcc.iter().map(|m| m.email.to_string()).collect();
+            let wanted: Vec<String> = match expected {
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|a| parse_mailbox(a).ok())
+                    .map(|m| m.email.to_string())
+                    .collect(),
+                Value::String(one) => parse_mailbox(one)
+                    .map(|m| vec![m.email.to_string()])
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            (wanted == got, format!("[{}]", got.join(", ")))
+        }
+        "transport_host" => {
+            let host = match &e.transport {
+                Transport::Smtp(smtp) => smtp.host.clone(),
+                Transport::Sendmail(_) => "sendmail".into(),
+                Transport::File(_) => "file".into(),
+            };
+            text_equal(expected, &host)
+        }
+        _ => unreachable!("checked when reading"),
+    };
+    (!matches).then(|| Finding::Mismatch {
+        field: field.to_string(),
+        expected: shown(expected),
+        got,
+        at: at.clone(),
+    })
+}
+
+fn text_equal(expected: &Value, got: &str) -> (bool, String) {
+    (expected.as_str() == Some(got), got.to_string())
+}
+
+/// An expected address matches on the address, and on the display name when
+/// the expectation gives one; `null` expects no address.
+fn address_equal(expected: &Value, got: Option<&lettre::message::Mailbox>) -> bool {
+    match (expected, got) {
+        (Value::Null, None) => true,
+        (Value::String(text), Some(got)) => parse_mailbox(text).is_ok_and(|want| {
+            want.email == got.email && (want.name.is_none() || want.name == got.name)
+        }),
+        _ => false,
+    }
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Finding> {
+    let error = |message: String| {
+        vec![Finding::Error {
+            message,
+            at: preview.at.clone(),
+        }]
+    };
+    let to = match preview
+        .to
+        .iter()
+        .map(|a| parse_mailbox(a))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(to) => to,
+        Err(e) => return error(e.message),
+    };
+    let data = match &preview.data {
+        Some(path) => match config::load_data(path) {
+            Ok(data) => data,
+            Err(e) => return error(format!("data file `{}`: {e}", path.display())),
+        },
+        None => Value::Object(Default::default()),
+    };
+    let stem = preview
+        .snapshot
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let input = MessageInput {
+        to,
+        data,
+        date: Some(snapshot_date()),
+        message_id: Some(format!("<{stem}@mailrules.test>")),
+        ..Default::default()
+    };
+    let rendered = match render::render(r, &input) {
+        Ok(rendered) => String::from_utf8_lossy(&rendered.bytes()).into_owned(),
+        Err(e) => return error(e.to_string()),
+    };
+    if update {
+        let written = preview
+            .snapshot
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&preview.snapshot, &rendered));
+        return match written {
+            Ok(()) => vec![Finding::SnapshotWritten {
+                path: preview.snapshot.clone(),
+            }],
+            Err(e) => error(format!(
+                "cannot write `{}`: {e}",
+                preview.snapshot.display()
+            )),
+        };
+    }
+    match std::fs::read_to_string(&preview.snapshot) {
+        Ok(stored) if stored == rendered => Vec::new(),
+        Ok(stored) => vec![Finding::SnapshotDiffers {
+            diff: unified_diff(&stored, &rendered, &preview.snapshot),
+            at: preview.at.clone(),
+        }],
+        Err(_) => vec![Finding::SnapshotMissing {
+            path: preview.snapshot.clone(),
+            at: preview.at.clone(),
+        }],
+    }
+}
+
+fn snapshot_date() -> SystemTime {
+    humantime::parse_rfc3339(SNAPSHOT_DATE)
+        .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(0))
+}
+
+fn unified_diff(stored: &str, rendered: &str, path: &Path) -> String {
+    // CRLF is what is stored; a diff reads better without the CRs.
+    let stored = stored.replace("\r\n", "\n");
+    let rendered = rendered.replace("\r\n", "\n");
+    similar::TextDiff::from_lines(&stored, &rendered)
+        .unified_diff()
+        .context_radius(2)
+        .header(&format!("{} (stored)", path.display()), "rendered now")
+        .to_string()
+}
