@@ -13,6 +13,14 @@ pub enum Format {
     Json,
 }
 
+/// `plan` output: for people, for machines, for a pull-request comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
 /// `explain` can also write CSV (with `--all`, one row per context).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExplainFormat {

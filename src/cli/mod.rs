@@ -5,6 +5,7 @@
 mod args;
 pub(crate) mod explain;
 mod explain_all;
+mod plan;
 mod preview;
 mod report;
 mod send;
@@ -22,7 +23,7 @@ use crate::render::{self, FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
 
-pub use args::{ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs};
+pub use args::{ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs, PlanFormat};
 
 /// E-mail configuration as code: validate, explain, preview and send.
 #[derive(Debug, Parser)]
@@ -59,6 +60,19 @@ pub enum Command {
     },
     /// Show which template and profile a message uses, and why.
     Explain(ExplainArgs),
+    /// Show which contexts a configuration change affects (like terraform
+    /// plan). Exit 0 no change, 1 changes, 2 error.
+    Plan {
+        /// The configuration before the change: a path, or a git revision
+        /// (`origin/main`, `HEAD~1`) of the repository holding --config.
+        #[arg(long, value_name = "PATH|REV")]
+        base: String,
+        #[arg(long, value_enum, default_value = "human")]
+        format: PlanFormat,
+        /// Exit 0 also when contexts change (report only).
+        #[arg(long)]
+        exit_zero: bool,
+    },
     /// Run config unit tests: expected resolutions and stored previews.
     Test {
         /// Test files, or directories of them.
@@ -171,6 +185,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             None => explain::run_all(&source, args.format),
             Some(context) => explain::run(&source, &context, args.format, &args.expectations()),
         },
+        Command::Plan {
+            base,
+            format,
+            exit_zero,
+        } => plan::run(&source, &base, format, exit_zero),
         Command::Test {
             paths,
             update_snapshots,

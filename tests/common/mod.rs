@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 
 pub const EXAMPLE: &str = "examples/acme/config";
-pub const DATA: &str = "examples/acme/data";
+pub const DATA: &str = "examples/acme/config/data";
 
 /// The `mailrules` binary with a clean environment for its variables.
 pub fn mailrules() -> Command {

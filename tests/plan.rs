@@ -1,0 +1,179 @@
+//! `mailrules plan`: exactly the contexts an edit changes, from a second
+//! directory or from a git revision.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn copy_example(to: &Path) {
+    let status = Command::new("cp")
+        .args(["-r", "examples/acme"])
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_changed_sender_shows_exactly_the_contexts_it_affects() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path());
+    let config = dir.path().join("acme/config");
+    edit(
+        &config.join("profiles.yaml"),
+        "from: \"Acme Inkoop <inkoop@acme.nl>\"",
+        "from: \"Acme Inkoop <purchasing@acme.nl>\"",
+    );
+    let result = run(mailrules()
+        .args(["plan", "--base", EXAMPLE, "--format", "json", "--config"])
+        .arg(&config));
+    assert_eq!(result.code, 1, "changes exit 1: {}", result.stderr);
+    let changes: serde_json::Value = serde_json::from_str(&result.stdout).unwrap();
+    let contexts: Vec<String> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let x = &c["context"];
+            format!(
+                "{}/{}/{}/{}",
+                x["administration"], x["process"], x["language"], x["user"]
+            )
+            .replace('"', "")
+        })
+        .collect();
+    // Purchase orders of acme-nl in both languages, and acme-be's English
+    // one (acme-be has no Dutch purchase order template), for all 3 users.
+    assert_eq!(contexts.len(), 9, "{contexts:?}");
+    assert!(
+        contexts.iter().all(|c| c.contains("/purchase_order/")),
+        "{contexts:?}"
+    );
+    let first = &changes[0]["change"];
+    assert_eq!(first["kind"], "changed");
+    assert_eq!(first["fields"][0]["field"], "from");
+    assert_eq!(first["fields"][0]["old"], "Acme Inkoop <inkoop@acme.nl>");
+    assert_eq!(
+        first["fields"][0]["new"],
+        "Acme Inkoop <purchasing@acme.nl>"
+    );
+    assert!(
+        first["fields"][0]["new_source"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("profiles.yaml")
+    );
+}
+
+#[test]
+fn no_change_exits_0_and_exit_zero_reports_without_failing() {
+    let unchanged = run(mailrules().args(["plan", "--base", EXAMPLE, "--config", EXAMPLE]));
+    assert_eq!(unchanged.code, 0, "{}", unchanged.stderr);
+    assert!(
+        unchanged.stdout.contains("no context changes"),
+        "{}",
+        unchanged.stdout
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path());
+    let config = dir.path().join("acme/config");
+    edit(
+        &config.join("administrations.yaml"),
+        "profile: acme-be ",
+        "profile: null    ",
+    );
+    let result = run(mailrules()
+        .args([
+            "plan",
+            "--base",
+            EXAMPLE,
+            "--exit-zero",
+            "--format",
+            "markdown",
+            "--config",
+        ])
+        .arg(&config));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.starts_with("### mailrules plan against"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains(
+            "| acme-be / order_confirmation / nl / anna | profile | `acme-be` | `sales` |"
+        ),
+        "{}",
+        result.stdout
+    );
+}
+
+#[test]
+fn the_base_can_be_a_git_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path());
+    let repo = dir.path().join("acme");
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    edit(
+        &repo.join("config/users.yaml"),
+        "reply_to: \"Kees Jansen <kees.jansen@acme.nl>\"",
+        "reply_to: \"Kees <kees@acme.nl>\"",
+    );
+    let result = run(mailrules()
+        .args(["plan", "--base", "HEAD", "--config"])
+        .arg(repo.join("config")));
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("~ acme-nl / order_confirmation / nl / kees"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result
+            .stdout
+            .contains("reply_to: Kees Jansen <kees.jansen@acme.nl> -> Kees <kees@acme.nl>"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result
+            .stdout
+            .contains("was set at HEAD:config/users.yaml:25:17"),
+        "{}",
+        result.stdout
+    );
+
+    let missing = run(mailrules()
+        .args(["plan", "--base", "no-such-rev", "--config"])
+        .arg(repo.join("config")));
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("neither a path nor a git revision"),
+        "{}",
+        missing.stderr
+    );
+}
