@@ -2,7 +2,7 @@
 //! between two configurations, field by field, with where the old and the
 //! new value were set (`mailrules plan`, like `terraform plan`).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -43,41 +43,61 @@ pub struct ContextChange {
     pub change: Change,
 }
 
-/// Compares two matrices (each sorted by context, as `matrix` returns them).
+/// Compares two matrices, each in context order as `matrix` returns them,
+/// by walking both at once.
 pub fn plan(old: &[Row], new: &[Row]) -> Vec<ContextChange> {
-    let old: BTreeMap<&Context, &Result<Outcome, String>> =
-        old.iter().map(|r| (&r.context, &r.outcome)).collect();
-    let new: BTreeMap<&Context, &Result<Outcome, String>> =
-        new.iter().map(|r| (&r.context, &r.outcome)).collect();
-    let mut contexts: Vec<&Context> = old.keys().chain(new.keys()).copied().collect();
-    contexts.sort();
-    contexts.dedup();
-    contexts
-        .into_iter()
-        .filter_map(|context| {
-            let change = match (old.get(context), new.get(context)) {
-                (Some(Ok(before)), Some(Ok(after))) => {
-                    let fields = field_changes(before, after);
-                    if fields.is_empty() {
-                        return None;
-                    }
-                    Change::Changed { fields }
-                }
-                (Some(Ok(_)), Some(Err(error))) => Change::StopsResolving {
-                    error: error.clone(),
-                },
-                (Some(Err(_)), Some(Ok(_))) => Change::StartsResolving,
-                (Some(Err(_)), Some(Err(_))) => return None,
-                (None, Some(_)) => Change::Added,
-                (Some(_), None) => Change::Removed,
-                (None, None) => unreachable!("the context came from one of them"),
-            };
-            Some(ContextChange {
+    use std::cmp::Ordering;
+    let (mut o, mut n) = (0, 0);
+    let mut changes = Vec::new();
+    while o < old.len() || n < new.len() {
+        let order = match (old.get(o), new.get(n)) {
+            (Some(a), Some(b)) => a.context.cmp(&b.context),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let (context, change) = match order {
+            Ordering::Less => {
+                o += 1;
+                (&old[o - 1].context, Some(Change::Removed))
+            }
+            Ordering::Greater => {
+                n += 1;
+                (&new[n - 1].context, Some(Change::Added))
+            }
+            Ordering::Equal => {
+                o += 1;
+                n += 1;
+                (
+                    &new[n - 1].context,
+                    compare(&old[o - 1].outcome, &new[n - 1].outcome),
+                )
+            }
+        };
+        if let Some(change) = change {
+            changes.push(ContextChange {
                 context: context.clone(),
                 change,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    changes
+}
+
+fn compare(
+    old: &Result<Arc<Outcome>, Arc<str>>,
+    new: &Result<Arc<Outcome>, Arc<str>>,
+) -> Option<Change> {
+    match (old, new) {
+        (Ok(before), Ok(after)) => {
+            let fields = field_changes(before, after);
+            (!fields.is_empty()).then_some(Change::Changed { fields })
+        }
+        (Ok(_), Err(error)) => Some(Change::StopsResolving {
+            error: error.to_string(),
+        }),
+        (Err(_), Ok(_)) => Some(Change::StartsResolving),
+        (Err(_), Err(_)) => None,
+    }
 }
 
 fn field_changes(before: &Outcome, after: &Outcome) -> Vec<FieldChange> {
@@ -88,8 +108,8 @@ fn field_changes(before: &Outcome, after: &Outcome) -> Vec<FieldChange> {
         .filter(|((_, old), (_, new))| old != new)
         .map(|((field, old), (_, new))| FieldChange {
             field,
-            old,
-            new,
+            old: old.to_string(),
+            new: new.to_string(),
             old_source: before.source(field).cloned(),
             new_source: after.source(field).cloned(),
         })

@@ -312,9 +312,9 @@ fn compare(r: &Resolution<'_>, field: &str, expected: &Value, at: &Location) -> 
         "template" => text_equal(expected, &r.template.template.id),
         "profile" => text_equal(expected, &r.profile.id),
         "level" => text_equal(expected, &r.level.to_string()),
-        "from" => (address_equal(expected, Some(&e.from)), e.from.to_string()),
+        "from" => (address_equal(expected, Some(e.from)), e.from.to_string()),
         "reply_to" => (
-            address_equal(expected, e.reply_to.as_ref()),
+            address_equal(expected, e.reply_to),
             e.reply_to
                 .as_ref()
                 .map_or("(none)".into(), ToString::to_string),
@@ -336,7 +336,7 @@ fn compare(r: &Resolution<'_>, field: &str, expected: &Value, at: &Location) -> 
             (wanted == got, format!("[{}]", got.join(", ")))
         }
         "transport_host" => {
-            let host = match &e.transport {
+            let host = match e.transport.as_ref() {
                 Transport::Smtp(smtp) => smtp.host.clone(),
                 Transport::Sendmail(_) => "sendmail".into(),
                 Transport::File(_) => "file".into(),

@@ -104,7 +104,7 @@ fn template_level_wins_and_personal_overrides_are_ignored() {
         .iter()
         .find(|s| s.ignored.is_some())
         .expect("the personal from is listed");
-    assert_eq!(ignored.value, "me@x.example");
+    assert_eq!(&*ignored.value, "me@x.example");
     assert_eq!(
         ignored.ignored.as_deref(),
         Some("profile pinned by template `reminder`")
@@ -155,9 +155,9 @@ fn personal_level_wins_with_its_overrides() {
         Some("my sig")
     );
     let from = field(&r, "from");
-    assert_eq!(from.origin.what, "personal settings of `with-profile`");
+    assert_eq!(&*from.origin.what, "personal settings of `with-profile`");
     assert_eq!(
-        from.shadowed[0].value, "own@x.example",
+        &*from.shadowed[0].value, "own@x.example",
         "the profile's value is shown as shadowed"
     );
 }
@@ -193,7 +193,7 @@ fn empty_levels_are_skipped() {
             LevelStatus::Won
         ]
     );
-    assert_eq!(r.levels[2].note, "user `plain` has no personal settings");
+    assert_eq!(&*r.levels[2].note, "user `plain` has no personal settings");
 }
 
 #[test]
@@ -315,7 +315,7 @@ fn the_trace_always_shows_the_effective_values() {
                         continue;
                     };
                     let e = &r.effective;
-                    let text = |m: &Option<lettre::message::Mailbox>| {
+                    let text = |m: &Option<&lettre::message::Mailbox>| {
                         m.as_ref().map_or("(none)".to_string(), |m| m.to_string())
                     };
                     let bcc = if e.bcc.is_empty() {
@@ -328,17 +328,21 @@ fn the_trace_always_shows_the_effective_values() {
                             .join(", ")
                     };
                     let context = format!("{admin}/{user}/{process_name}/{language:?}");
-                    assert_eq!(field(&r, "from").value, e.from.to_string(), "{context}");
-                    assert_eq!(field(&r, "reply_to").value, text(&e.reply_to), "{context}");
-                    assert_eq!(field(&r, "bcc").value, bcc, "{context}");
-                    assert_eq!(field(&r, "html").value, e.html.to_string(), "{context}");
+                    assert_eq!(&*field(&r, "from").value, e.from.to_string(), "{context}");
                     assert_eq!(
-                        field(&r, "transport").value,
-                        mailrules::resolve::fields_transport_text(&e.transport),
+                        &*field(&r, "reply_to").value,
+                        text(&e.reply_to),
+                        "{context}"
+                    );
+                    assert_eq!(&*field(&r, "bcc").value, bcc, "{context}");
+                    assert_eq!(&*field(&r, "html").value, e.html.to_string(), "{context}");
+                    assert_eq!(
+                        &*field(&r, "transport").value,
+                        mailrules::config::texts::transport(&e.transport).as_str(),
                         "{context}"
                     );
                     assert_eq!(
-                        field(&r, "signature").value == "(none)",
+                        &*field(&r, "signature").value == "(none)",
                         e.signature.is_none(),
                         "{context}"
                     );
@@ -348,4 +352,54 @@ fn the_trace_always_shows_the_effective_values() {
         }
     }
     assert!(checked > 100, "only {checked} contexts resolved");
+}
+
+/// `explain --all` resolves "no personal settings" once and reuses it where
+/// a template or administration pins the profile; every row must still be
+/// what resolving that user directly gives.
+#[test]
+fn every_matrix_row_equals_a_direct_resolution() {
+    use mailrules::resolve::matrix::{NO_PERSONAL_SETTINGS, matrix};
+    let loaded =
+        mailrules::load::load(Path::new("examples/acme/config"), Default::default()).unwrap();
+    let config = &loaded.config;
+    let rows = matrix(config);
+    assert_eq!(rows.len(), 48);
+    for row in rows {
+        let c = &row.context;
+        let direct = if &*c.user == NO_PERSONAL_SETTINGS {
+            // resolve() needs a configured user: use one without personal settings.
+            process(
+                config,
+                &c.administration,
+                "batch",
+                &c.process,
+                Some(&c.language),
+            )
+        } else {
+            process(
+                config,
+                &c.administration,
+                &c.user,
+                &c.process,
+                Some(&c.language),
+            )
+        };
+        match (&row.outcome, direct) {
+            (Ok(outcome), Ok(r)) => {
+                assert_eq!(outcome.profile, r.profile.id, "{c:?}");
+                assert_eq!(outcome.level, r.level, "{c:?}");
+                assert_eq!(outcome.from, field(&r, "from").value, "{c:?}");
+                assert_eq!(outcome.reply_to, field(&r, "reply_to").value, "{c:?}");
+                assert_eq!(outcome.template, r.template.template.id, "{c:?}");
+            }
+            (Err(message), Err(error)) => {
+                assert_eq!(message.to_string(), error.to_string(), "{c:?}")
+            }
+            (row, direct) => panic!(
+                "{c:?}: matrix {row:?}, direct {:?}",
+                direct.map(|r| r.profile.id.clone())
+            ),
+        }
+    }
 }

@@ -193,7 +193,7 @@ fn write_field(out: &mut String, field: &FieldTrace) {
 fn origin_text(origin: &resolve::Origin) -> String {
     match origin.level {
         Some(level) => format!("{} (level {}, {level})", origin.what, level.number()),
-        None => origin.what.clone(),
+        None => origin.what.to_string(),
     }
 }
 

@@ -38,20 +38,23 @@ pub fn run_all(source: &ConfigSource, format: ExplainFormat) -> Result<u8, CliEr
 /// The cells of a row, in [`HEADER`] order.
 fn cells(row: &Row) -> Vec<String> {
     let c = &row.context;
-    let mut cells = vec![
-        c.administration.clone(),
-        c.process.clone(),
-        c.language.clone(),
-        c.user.clone(),
-    ];
+    let mut cells: Vec<String> = [&c.administration, &c.process, &c.language, &c.user]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     match &row.outcome {
         Ok(outcome) => {
-            cells.extend(outcome.columns().into_iter().map(|(_, value)| value));
+            cells.extend(
+                outcome
+                    .columns()
+                    .into_iter()
+                    .map(|(_, value)| value.to_string()),
+            );
             cells.push(String::new());
         }
         Err(error) => {
             cells.extend(std::iter::repeat_n(String::new(), 7));
-            cells.push(error.clone());
+            cells.push(error.to_string());
         }
     }
     cells

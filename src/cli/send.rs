@@ -1,8 +1,9 @@
 //! `mailrules send`: resolve, compose, deliver. Nothing is reported as sent
 //! unless the transport confirmed it.
 
+use crate::config::texts;
 use crate::render;
-use crate::resolve::{self, fields_transport_text};
+use crate::resolve;
 use crate::transport::{self, Outgoing};
 
 use super::{CliError, ConfigSource, ContextArgs, MessageArgs, Prepared, message_input};
@@ -26,7 +27,7 @@ pub fn run(
         "sent {} with profile `{}` via {}: {}",
         rendered.message_id,
         resolution.profile.id,
-        fields_transport_text(&resolution.effective.transport),
+        texts::transport(&resolution.effective.transport),
         receipt.reply
     );
     Ok(0)

@@ -14,6 +14,7 @@ use super::diagnostic::{Diagnostic, Location, dotted_path, pointer_join};
 use super::model::*;
 use super::raw::*;
 use super::source::SourceFile;
+use super::texts::{LevelTexts, Texts};
 
 /// Default seconds for connecting and for each SMTP command.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
@@ -524,6 +525,7 @@ fn compile_system(ctx: &FileCtx<'_>, raw: &RawSystem) -> System {
         default_language: ctx.located(raw.default_language.clone(), "/system/default_language"),
         languages: raw.languages.clone(),
         processes: raw.processes.clone(),
+        level_texts: LevelTexts::new("system".into(), raw.profile.as_deref()),
     }
 }
 
@@ -563,7 +565,7 @@ fn compile_profile(
         .copy_to_sent
         .as_ref()
         .map(|c| ctx.copy_to_sent(c, &pointer_join(pointer, "copy_to_sent"), out));
-    Some(Profile {
+    let mut profile = Profile {
         id: id.to_string(),
         at: ctx.key_at(pointer),
         description: raw.description.clone(),
@@ -579,7 +581,10 @@ fn compile_profile(
             .as_ref()
             .map(|s| ctx.located(ctx.signature(s), &pointer_join(pointer, "signature"))),
         copy_to_sent,
-    })
+        texts: Default::default(),
+    };
+    profile.texts = Texts::of_profile(&profile);
+    Some(profile)
 }
 
 fn compile_administration(
@@ -615,6 +620,7 @@ fn compile_administration(
             .as_ref()
             .map(|l| ctx.located(l.clone(), &pointer_join(pointer, "default_language"))),
         languages,
+        level_texts: LevelTexts::new(format!("administration `{id}`"), raw.profile.as_deref()),
     }
 }
 
@@ -628,7 +634,7 @@ fn compile_user(
     let personal = raw.personal.as_ref().map(|p| {
         let pointer = pointer_join(pointer, "personal");
         let at = |key: &str| pointer_join(&pointer, key);
-        Personal {
+        let mut personal = Personal {
             at: ctx.key_at(&pointer),
             enabled: ctx.located(p.enabled, &at("enabled")),
             profile: ctx.optional_id(&p.profile, &at("profile")),
@@ -652,14 +658,20 @@ fn compile_user(
                 .copy_to_sent
                 .as_ref()
                 .map(|c| ctx.copy_to_sent(c, &at("copy_to_sent"), out)),
-        }
+            texts: Default::default(),
+        };
+        personal.texts = Texts::of_personal(&personal, id);
+        personal
     });
-    User {
+    let mut user = User {
         id: id.to_string(),
         at: ctx.key_at(pointer),
         name: raw.name.clone(),
         personal,
-    }
+        level_texts: LevelTexts::default(),
+    };
+    user.level_texts = LevelTexts::for_user(&user);
+    user
 }
 
 fn compile_template(
@@ -692,6 +704,7 @@ fn compile_template(
         })
         .collect();
     Template {
+        level_texts: LevelTexts::new(format!("template `{id}`"), raw.profile.as_deref()),
         id: id.to_string(),
         at: ctx.key_at(pointer),
         description: raw.description.clone(),

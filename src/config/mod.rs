@@ -12,6 +12,7 @@ mod raw;
 mod redact;
 pub mod schema;
 mod source;
+pub mod texts;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 
 use super::diagnostic::Location;
+use super::texts::{LevelTexts, Texts};
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,7 @@ pub struct System {
     pub default_language: Located<String>,
     pub languages: Vec<String>,
     pub processes: Vec<String>,
+    pub level_texts: LevelTexts,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct Profile {
     pub html: Option<Located<bool>>,
     pub signature: Option<Located<Signature>>,
     pub copy_to_sent: Option<Located<CopyToSent>>,
+    /// How these values read in explanations.
+    pub texts: Texts,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +168,7 @@ pub struct Administration {
     pub default_language: Option<Located<String>>,
     /// language -> process -> template id; each table located at its language key
     pub languages: BTreeMap<String, Located<BTreeMap<String, Located<String>>>>,
+    pub level_texts: LevelTexts,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +177,7 @@ pub struct User {
     pub at: Location,
     pub name: Option<String>,
     pub personal: Option<Personal>,
+    pub level_texts: LevelTexts,
 }
 
 /// A user's personal settings; they count only while `enabled` is true.
@@ -185,6 +191,8 @@ pub struct Personal {
     pub signature: Option<Located<Signature>>,
     pub account: Option<Located<Account>>,
     pub copy_to_sent: Option<Located<CopyToSent>>,
+    /// How these values read in explanations.
+    pub texts: Texts,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +210,7 @@ pub struct Template {
     pub attachments: Vec<Attachment>,
     /// Example data `validate` renders the template with (never sent).
     pub sample_data: Option<Located<PathBuf>>,
+    pub level_texts: LevelTexts,
 }
 
 #[derive(Debug, Clone)]

@@ -148,12 +148,7 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
             language: language.as_deref(),
         },
     );
-    let bodies = text::render(
-        template,
-        &context,
-        effective.html,
-        effective.signature.as_ref(),
-    )?;
+    let bodies = text::render(template, &context, effective.html, effective.signature)?;
 
     let message_id = input.message_id.clone().unwrap_or_else(|| {
         format!(
@@ -174,10 +169,10 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         builder = builder.cc(cc.clone());
     }
     if let Some(reply_to) = &effective.reply_to {
-        builder = builder.reply_to(reply_to.clone());
+        builder = builder.reply_to((*reply_to).clone());
     }
     // BCC goes in the envelope only: no Bcc header is ever written.
-    let recipients = input.to.iter().chain(&input.cc).chain(&effective.bcc);
+    let recipients = input.to.iter().chain(&input.cc).chain(effective.bcc);
     let envelope = Envelope::new(
         Some(effective.from.email.clone()),
         recipients.map(|m| m.email.clone()).collect(),

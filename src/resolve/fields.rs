@@ -1,12 +1,14 @@
 //! Field resolution: the winning profile supplies every field; a user's
 //! enabled personal overrides replace some of them, but only when the
-//! profile came from the personal or system level (DESIGN.md §2).
+//! profile came from the personal or system level.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{
-    Account, Config, Located, Location, Personal, Profile, Security, Signature, Transport, User,
-};
+use crate::config::texts;
+use crate::config::{Account, Config, Located, Location, Personal, Profile, Transport, User};
 
 use super::{Effective, Level, LevelStatus, LevelTrace};
 
@@ -14,7 +16,7 @@ use super::{Effective, Level, LevelStatus, LevelTrace};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Origin {
     /// In words: ``profile `billing` ``, ``personal settings of `anna` ``, `default`.
-    pub what: String,
+    pub what: Arc<str>,
     /// The level of the precedence chain it came from, if any.
     pub level: Option<Level>,
     pub source: Option<Location>,
@@ -23,7 +25,7 @@ pub struct Origin {
 /// A value that lost to the effective one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Shadowed {
-    pub value: String,
+    pub value: Arc<str>,
     pub origin: Origin,
     /// Set for personal overrides that did not apply, with the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,13 +36,13 @@ pub struct Shadowed {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldTrace {
     pub field: &'static str,
-    pub value: String,
+    pub value: Arc<str>,
     pub origin: Origin,
     pub shadowed: Vec<Shadowed>,
 }
 
 struct Candidate {
-    value: String,
+    value: Arc<str>,
     origin: Origin,
     /// Why this candidate may not be used (a personal override that does not apply).
     blocked: Option<String>,
@@ -54,21 +56,20 @@ struct Sources<'c> {
     winner: (Level, &'c Profile),
     /// The profiles of the levels that lost, with their levels.
     lower: Vec<(Level, &'c Profile)>,
-    user: &'c User,
     personal: Option<&'c Personal>,
     /// `None` when personal overrides apply, else why not.
     personal_blocked: Option<String>,
     transport_override: Option<&'c Located<Transport>>,
 }
 
-pub(super) fn resolve(
-    config: &Config,
-    user: &User,
+pub(super) fn resolve<'c>(
+    config: &'c Config,
+    user: &'c User,
     levels: &[LevelTrace; 4],
     level: Level,
-    winner: &Profile,
+    winner: &'c Profile,
     transport_override: Option<&Located<Transport>>,
-) -> (Effective, Vec<FieldTrace>) {
+) -> (Effective<'c>, Vec<FieldTrace>) {
     let lower = levels
         .iter()
         .filter(|l| l.status == LevelStatus::Shadowed)
@@ -88,7 +89,6 @@ pub(super) fn resolve(
     let sources = Sources {
         winner: (level, winner),
         lower,
-        user,
         personal: user.personal.as_ref(),
         personal_blocked,
         transport_override,
@@ -98,68 +98,64 @@ pub(super) fn resolve(
 
     let effective = Effective {
         from: applied
-            .and_then(|p| p.from.clone())
-            .map(|f| f.value)
-            .unwrap_or_else(|| winner.from.value.clone()),
+            .and_then(|p| p.from.as_ref())
+            .map_or(&winner.from.value, |f| &f.value),
         reply_to: applied
-            .and_then(|p| p.reply_to.clone())
-            .or_else(|| winner.reply_to.clone())
-            .map(|r| r.value),
-        bcc: winner
-            .bcc
-            .as_ref()
-            .map(|b| b.value.clone())
-            .unwrap_or_default(),
+            .and_then(|p| p.reply_to.as_ref())
+            .or(winner.reply_to.as_ref())
+            .map(|r| &r.value),
+        bcc: winner.bcc.as_ref().map_or(&[], |b| b.value.as_slice()),
         html: winner.html.as_ref().is_none_or(|h| h.value),
         signature: applied
-            .and_then(|p| p.signature.clone())
-            .or_else(|| winner.signature.clone())
-            .map(|s| s.value),
-        transport: transport_override
-            .unwrap_or(&winner.transport)
-            .value
-            .clone(),
+            .and_then(|p| p.signature.as_ref())
+            .or(winner.signature.as_ref())
+            .map(|s| &s.value),
+        transport: match transport_override {
+            Some(over) => Cow::Owned(over.value.clone()),
+            None => Cow::Borrowed(&winner.transport.value),
+        },
         account: match transport_override {
-            Some(over) => smtp_auth(&over.value).map(|a| a.value.clone()),
+            Some(over) => smtp_auth(&over.value).map(|a| Cow::Owned(a.value.clone())),
             None => applied
-                .and_then(|p| p.account.clone())
-                .or_else(|| smtp_auth(&winner.transport.value).cloned())
-                .map(|a| a.value),
+                .and_then(|p| p.account.as_ref())
+                .or_else(|| smtp_auth(&winner.transport.value))
+                .map(|a| Cow::Borrowed(&a.value)),
         },
         copy_to_sent: applied
-            .and_then(|p| p.copy_to_sent.clone())
-            .or_else(|| winner.copy_to_sent.clone())
-            .map(|c| c.value),
+            .and_then(|p| p.copy_to_sent.as_ref())
+            .or(winner.copy_to_sent.as_ref())
+            .map(|c| &c.value),
     };
+    let text = |t: &Option<Arc<str>>, at: Option<&Location>| Some((t.clone()?, at?.clone()));
     let fields = vec![
         sources.trace(
             "from",
-            |p| Some(located_text(&p.from)),
-            |p| p.from.as_ref().map(located_text),
+            |p| text(&p.texts.from, Some(&p.from.at)),
+            |p| text(&p.texts.from, p.from.as_ref().map(|f| &f.at)),
             "-",
         ),
         sources.trace(
             "reply_to",
-            |p| p.reply_to.as_ref().map(located_text),
-            |p| p.reply_to.as_ref().map(located_text),
+            |p| text(&p.texts.reply_to, p.reply_to.as_ref().map(|r| &r.at)),
+            |p| text(&p.texts.reply_to, p.reply_to.as_ref().map(|r| &r.at)),
             "(none)",
         ),
         sources.trace(
             "bcc",
-            |p| p.bcc.as_ref().map(|b| (join(&b.value), b.at.clone())),
+            |p| text(&p.texts.bcc, p.bcc.as_ref().map(|b| &b.at)),
             |_| None,
             "(none)",
         ),
         sources.trace(
             "html",
-            |p| p.html.as_ref().map(|h| (h.value.to_string(), h.at.clone())),
+            |p| text(&p.texts.html, p.html.as_ref().map(|h| &h.at)),
             |_| None,
             "true",
         ),
         sources.trace(
             "signature",
-            |p| p.signature.as_ref().map(signature_text),
-            |p| p.signature.as_ref().map(signature_text),
+            |p| text(&p.texts.signature, p.signature.as_ref().map(|s| &s.at)),
+            |p| text(&p.texts.signature, p.signature.as_ref().map(|s| &s.at)),
             "(none)",
         ),
         sources.trace_transport(),
@@ -167,14 +163,16 @@ pub(super) fn resolve(
         sources.trace(
             "copy_to_sent",
             |p| {
-                p.copy_to_sent
-                    .as_ref()
-                    .map(|c| (copy_text(&c.value), c.at.clone()))
+                text(
+                    &p.texts.copy_to_sent,
+                    p.copy_to_sent.as_ref().map(|c| &c.at),
+                )
             },
             |p| {
-                p.copy_to_sent
-                    .as_ref()
-                    .map(|c| (copy_text(&c.value), c.at.clone()))
+                text(
+                    &p.texts.copy_to_sent,
+                    p.copy_to_sent.as_ref().map(|c| &c.at),
+                )
             },
             "(none)",
         ),
@@ -182,45 +180,49 @@ pub(super) fn resolve(
     (effective, fields)
 }
 
+/// A text and where its value is written.
+type Text = Option<(Arc<str>, Location)>;
+
 impl Sources<'_> {
     /// Traces a field that a profile sets and (optionally) personal settings override.
     fn trace(
         &self,
         field: &'static str,
-        from_profile: impl Fn(&Profile) -> Option<(String, Location)>,
-        from_personal: impl Fn(&Personal) -> Option<(String, Location)>,
+        from_profile: impl Fn(&Profile) -> Text,
+        from_personal: impl Fn(&Personal) -> Text,
         default: &str,
     ) -> FieldTrace {
         let mut candidates = Vec::new();
         if let Some(personal) = self.personal
             && let Some((value, at)) = from_personal(personal)
         {
-            candidates.push(Candidate {
-                value,
-                origin: Origin {
-                    what: format!("personal settings of `{}`", self.user.id),
-                    level: Some(Level::Personal),
-                    source: Some(at),
-                },
-                blocked: self.personal_blocked.clone(),
-                eligible: true,
-            });
+            candidates.push(self.personal_candidate(personal, value, at));
         }
         candidates.extend(self.profile_candidates(from_profile));
         pick(field, candidates, default)
     }
 
-    fn profile_candidates(
-        &self,
-        from_profile: impl Fn(&Profile) -> Option<(String, Location)>,
-    ) -> Vec<Candidate> {
+    fn personal_candidate(&self, personal: &Personal, value: Arc<str>, at: Location) -> Candidate {
+        Candidate {
+            value,
+            origin: Origin {
+                what: personal.texts.label.clone(),
+                level: Some(Level::Personal),
+                source: Some(at),
+            },
+            blocked: self.personal_blocked.clone(),
+            eligible: true,
+        }
+    }
+
+    fn profile_candidates(&self, from_profile: impl Fn(&Profile) -> Text) -> Vec<Candidate> {
         std::iter::once(self.winner)
             .chain(self.lower.iter().copied())
             .filter_map(|(level, profile)| {
                 from_profile(profile).map(|(value, at)| Candidate {
                     value,
                     origin: Origin {
-                        what: format!("profile `{}`", profile.id),
+                        what: profile.texts.label.clone(),
                         level: Some(level),
                         source: Some(at),
                     },
@@ -237,9 +239,9 @@ impl Sources<'_> {
     ) -> Option<Candidate> {
         let over = self.transport_override?;
         Some(Candidate {
-            value: value(&over.value).unwrap_or_else(|| "(none)".into()),
+            value: value(&over.value).unwrap_or_else(|| "(none)".into()).into(),
             origin: Origin {
-                what: "transport override".into(),
+                what: Arc::from("transport override"),
                 level: None,
                 source: Some(over.at.clone()),
             },
@@ -250,35 +252,27 @@ impl Sources<'_> {
 
     fn trace_transport(&self) -> FieldTrace {
         let mut candidates: Vec<Candidate> = self
-            .override_candidate(|t| Some(transport_text(t)))
+            .override_candidate(|t| Some(texts::transport(t)))
             .into_iter()
             .collect();
-        candidates.extend(self.profile_candidates(|p| {
-            Some((transport_text(&p.transport.value), p.transport.at.clone()))
-        }));
+        candidates.extend(
+            self.profile_candidates(|p| Some((p.texts.transport.clone()?, p.transport.at.clone()))),
+        );
         pick("transport", candidates, "-")
     }
 
     fn trace_account(&self) -> FieldTrace {
-        let account_of = |t: &Transport| smtp_auth(t).map(|a| account_text(&a.value));
+        let account_of = |t: &Transport| smtp_auth(t).map(|a| texts::account(&a.value));
         let mut candidates: Vec<Candidate> =
             self.override_candidate(account_of).into_iter().collect();
-        let personal = self
-            .personal
-            .and_then(|p| p.account.as_ref())
-            .map(|a| Candidate {
-                value: account_text(&a.value),
-                origin: Origin {
-                    what: format!("personal settings of `{}`", self.user.id),
-                    level: Some(Level::Personal),
-                    source: Some(a.at.clone()),
-                },
-                blocked: self.personal_blocked.clone(),
-                eligible: true,
-            });
-        candidates.extend(personal);
+        if let Some(personal) = self.personal
+            && let (Some(value), Some(account)) = (&personal.texts.account, &personal.account)
+        {
+            candidates.push(self.personal_candidate(personal, value.clone(), account.at.clone()));
+        }
         candidates.extend(self.profile_candidates(|p| {
-            smtp_auth(&p.transport.value).map(|a| (account_text(&a.value), a.at.clone()))
+            let at = &smtp_auth(&p.transport.value)?.at;
+            Some((p.texts.account.clone()?, at.clone()))
         }));
         pick("account", candidates, "(none)")
     }
@@ -305,9 +299,9 @@ fn pick(field: &'static str, candidates: Vec<Candidate>, default: &str) -> Field
     let (value, origin) = match chosen {
         Some(c) => (c.value, c.origin),
         None => (
-            default.to_string(),
+            Arc::from(default),
             Origin {
-                what: "default (no profile sets it)".into(),
+                what: Arc::from("default (no profile sets it)"),
                 level: None,
                 source: None,
             },
@@ -326,49 +320,4 @@ fn smtp_auth(transport: &Transport) -> Option<&Located<Account>> {
         Transport::Smtp(smtp) => smtp.auth.as_ref(),
         _ => None,
     }
-}
-
-fn located_text(m: &Located<lettre::message::Mailbox>) -> (String, Location) {
-    (m.value.to_string(), m.at.clone())
-}
-
-fn join(list: &[lettre::message::Mailbox]) -> String {
-    list.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn signature_text(s: &Located<Signature>) -> (String, Location) {
-    let text = match (&s.value.text, &s.value.html) {
-        (Some(_), Some(_)) => "text and html",
-        (Some(_), None) => "text",
-        (None, _) => "html",
-    };
-    (text.to_string(), s.at.clone())
-}
-
-/// A one-line transport summary; never contains a secret.
-pub fn transport_text(transport: &Transport) -> String {
-    match transport {
-        Transport::Smtp(smtp) => {
-            let security = match smtp.security {
-                Security::Starttls => "STARTTLS",
-                Security::Tls => "implicit TLS",
-                Security::None => "no TLS",
-            };
-            format!("smtp {}:{} ({security})", smtp.host, smtp.port)
-        }
-        Transport::Sendmail(s) => format!("sendmail {}", s.command.display()),
-        Transport::File(f) => format!("file {}", f.dir.display()),
-    }
-}
-
-/// `user (password from env:NAME)`: where the secret is, never what it is.
-fn account_text(account: &Account) -> String {
-    format!("{} (password from {})", account.username, account.password)
-}
-
-fn copy_text(copy: &crate::config::CopyToSent) -> String {
-    format!("imap {}:{} folder `{}`", copy.host, copy.port, copy.folder)
 }

@@ -3,8 +3,11 @@
 //! "no personal settings"), resolved with the same function `send` uses.
 //! `explain --all` prints it; `plan` compares two of them.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::config::texts::LevelTexts;
 use crate::config::{Config, Location, User};
 
 use super::{Level, Resolution, TemplateSelector, resolve_for};
@@ -12,13 +15,14 @@ use super::{Level, Resolution, TemplateSelector, resolve_for};
 /// The user id shown for "no personal settings".
 pub const NO_PERSONAL_SETTINGS: &str = "(no personal settings)";
 
-/// Which situation a row is about.
+/// Which situation a row is about. Shared strings: a large configuration
+/// has close to a million rows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Context {
-    pub administration: String,
-    pub process: String,
-    pub language: String,
-    pub user: String,
+    pub administration: Arc<str>,
+    pub process: Arc<str>,
+    pub language: Arc<str>,
+    pub user: Arc<str>,
 }
 
 /// The outcome that matters to a reader of `explain --all` and `plan`.
@@ -27,10 +31,10 @@ pub struct Outcome {
     pub template: String,
     pub profile: String,
     pub level: Level,
-    pub from: String,
-    pub reply_to: String,
-    pub bcc: String,
-    pub transport: String,
+    pub from: Arc<str>,
+    pub reply_to: Arc<str>,
+    pub bcc: Arc<str>,
+    pub transport: Arc<str>,
     /// Where each value above was set, by column name.
     #[serde(skip)]
     pub sources: Vec<(&'static str, Option<Location>)>,
@@ -38,15 +42,15 @@ pub struct Outcome {
 
 impl Outcome {
     /// The columns compared and printed, with their values.
-    pub fn columns(&self) -> [(&'static str, String); 7] {
+    pub fn columns(&self) -> [(&'static str, &str); 7] {
         [
-            ("template", self.template.clone()),
-            ("profile", self.profile.clone()),
-            ("level", self.level.to_string()),
-            ("from", self.from.clone()),
-            ("reply_to", self.reply_to.clone()),
-            ("bcc", self.bcc.clone()),
-            ("transport", self.transport.clone()),
+            ("template", &self.template),
+            ("profile", &self.profile),
+            ("level", self.level.as_str()),
+            ("from", &self.from),
+            ("reply_to", &self.reply_to),
+            ("bcc", &self.bcc),
+            ("transport", &self.transport),
         ]
     }
 
@@ -61,42 +65,73 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     pub context: Context,
-    /// The outcome, or why the context does not resolve.
-    pub outcome: Result<Outcome, String>,
+    /// The outcome, or why the context does not resolve; shared between
+    /// the rows of users who get the same one.
+    pub outcome: Result<Arc<Outcome>, Arc<str>>,
 }
 
-/// Resolves every context of `config`, sorted by context.
+/// Resolves every context of `config`, in context order.
 pub fn matrix(config: &Config) -> Vec<Row> {
-    let nobody = User {
+    let mut nobody = User {
         id: NO_PERSONAL_SETTINGS.into(),
         at: config.system.at.clone(),
         name: None,
         personal: None,
+        level_texts: Default::default(),
     };
-    let users: Vec<&User> = config
+    nobody.level_texts = LevelTexts::for_user(&nobody);
+    // Generated in sorted order (administrations and users are sorted maps;
+    // "(no personal settings)" sorts before every id), so no sort is needed.
+    let mut users: Vec<&User> = config
         .users
         .values()
         .filter(|u| u.personal.as_ref().is_some_and(|p| p.enabled.value))
-        .chain(std::iter::once(&nobody))
         .collect();
+    users.insert(0, &nobody);
+    let user_ids: Vec<Arc<str>> = users.iter().map(|u| Arc::from(u.id.as_str())).collect();
+    let mut processes = config.system.processes.clone();
+    processes.sort();
+    let mut languages = config.system.languages.clone();
+    languages.sort();
     let mut rows = Vec::new();
     for administration in config.administrations.values() {
-        for process in &config.system.processes {
-            for language in &config.system.languages {
+        let administration_id: Arc<str> = Arc::from(administration.id.as_str());
+        for process in &processes {
+            let process_id: Arc<str> = Arc::from(process.as_str());
+            for language in &languages {
+                let language_id: Arc<str> = Arc::from(language.as_str());
                 let selector = TemplateSelector::Process {
                     process,
                     language: Some(language),
                 };
-                for user in &users {
-                    let outcome = resolve_for(config, administration, user, &selector, None)
-                        .map(|r| outcome(&r))
-                        .map_err(|e| e.to_string());
+                // The user matters only when neither the template nor the
+                // administration pins the profile (and for "no profile at
+                // all"): otherwise every user gets the "no personal
+                // settings" outcome, as resolution ignores personal settings
+                // then. Resolving it once saves most of the work.
+                let baseline = resolve_for(config, administration, &nobody, &selector, None);
+                let shared = match &baseline {
+                    Ok(r) if matches!(r.level, Level::Template | Level::Administration) => {
+                        Some(Ok(Arc::new(outcome(r))))
+                    }
+                    Err(e @ super::ResolveError::NoTemplate { .. }) => {
+                        Some(Err(Arc::from(e.to_string())))
+                    }
+                    _ => None,
+                };
+                for (user, user_id) in users.iter().zip(&user_ids) {
+                    let outcome = match &shared {
+                        Some(shared) => shared.clone(),
+                        None => resolve_for(config, administration, user, &selector, None)
+                            .map(|r| Arc::new(outcome(&r)))
+                            .map_err(|e| Arc::from(e.to_string())),
+                    };
                     rows.push(Row {
                         context: Context {
-                            administration: administration.id.clone(),
-                            process: process.clone(),
-                            language: language.clone(),
-                            user: user.id.clone(),
+                            administration: administration_id.clone(),
+                            process: process_id.clone(),
+                            language: language_id.clone(),
+                            user: user_id.clone(),
                         },
                         outcome,
                     });
@@ -104,7 +139,6 @@ pub fn matrix(config: &Config) -> Vec<Row> {
             }
         }
     }
-    rows.sort_by(|a, b| a.context.cmp(&b.context));
     rows
 }
 

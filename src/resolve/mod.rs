@@ -6,17 +6,20 @@ mod fields;
 pub mod matrix;
 mod template;
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::config::texts::LevelTexts;
 use crate::config::{
     Account, Administration, Config, CopyToSent, Located, Location, Profile, Signature, Transport,
     User, closest,
 };
 use lettre::message::Mailbox;
 
-pub use fields::{FieldTrace, Origin, Shadowed, transport_text as fields_transport_text};
+pub use fields::{FieldTrace, Origin, Shadowed};
 pub use template::{LanguageTry, Selection, TemplateChoice};
 
 /// What is being sent, and on whose behalf.
@@ -53,16 +56,20 @@ impl Level {
     pub fn number(self) -> usize {
         self as usize + 1
     }
-}
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Level::Template => "template",
             Level::Administration => "administration",
             Level::Personal => "personal",
             Level::System => "system",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -86,25 +93,27 @@ pub struct LevelTrace {
     pub profile: Option<String>,
     pub status: LevelStatus,
     /// Whose setting this level is: ``template `x` ``, ``administration `y` ``.
-    pub owner: String,
+    pub owner: Arc<str>,
     /// Where the profile is set (or where the level's settings are).
     pub source: Option<Location>,
     /// Why the level has this status, in words.
-    pub note: String,
+    pub note: Arc<str>,
 }
 
-/// The effective values a message is composed and sent with.
+/// The effective values a message is composed and sent with, borrowed from
+/// the configuration (and the transport override).
 #[derive(Debug, Clone)]
-pub struct Effective {
-    pub from: Mailbox,
-    pub reply_to: Option<Mailbox>,
-    pub bcc: Vec<Mailbox>,
+pub struct Effective<'c> {
+    pub from: &'c Mailbox,
+    pub reply_to: Option<&'c Mailbox>,
+    pub bcc: &'c [Mailbox],
     pub html: bool,
-    pub signature: Option<Signature>,
-    pub transport: Transport,
+    pub signature: Option<&'c Signature>,
+    /// Borrowed, or copied from a transport override.
+    pub transport: Cow<'c, Transport>,
     /// The login for SMTP (from the transport, or a personal override).
-    pub account: Option<Account>,
-    pub copy_to_sent: Option<CopyToSent>,
+    pub account: Option<Cow<'c, Account>>,
+    pub copy_to_sent: Option<&'c CopyToSent>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +124,7 @@ pub struct Resolution<'c> {
     pub levels: [LevelTrace; 4],
     pub level: Level,
     pub profile: &'c Profile,
-    pub effective: Effective,
+    pub effective: Effective<'c>,
     /// Every effective field with its source and what it shadowed.
     pub fields: Vec<FieldTrace>,
 }
@@ -249,10 +258,10 @@ fn profile_levels(
     template: &TemplateChoice<'_>,
 ) -> Result<Levels, ResolveError> {
     let candidate =
-        |level, set: &Option<Located<String>>, empty_source: Location, owner: String| {
+        |level, set: &Option<Located<String>>, empty_source: &Location, texts: &LevelTexts| {
             let (profile, source) = match set {
                 Some(id) => (Some(id.value.clone()), id.at.clone()),
-                None => (None, empty_source),
+                None => (None, empty_source.clone()),
             };
             LevelTrace {
                 level,
@@ -261,11 +270,8 @@ fn profile_levels(
                 } else {
                     LevelStatus::Empty
                 },
-                note: match &profile {
-                    Some(id) => format!("{owner}: profile `{id}`"),
-                    None => format!("{owner}: no profile set"),
-                },
-                owner,
+                owner: texts.owner.clone(),
+                note: texts.note.clone(),
                 profile,
                 source: Some(source),
             }
@@ -276,47 +282,34 @@ fn profile_levels(
             level: Level::Personal,
             profile: None,
             status: LevelStatus::Empty,
-            owner: format!("user `{}`", user.id),
+            owner: user.level_texts.owner.clone(),
+            note: user.level_texts.note.clone(),
             source: Some(user.at.clone()),
-            note: format!("user `{}` has no personal settings", user.id),
         },
         Some(p) if !p.enabled.value => LevelTrace {
             level: Level::Personal,
             profile: p.profile.as_ref().map(|id| id.value.clone()),
             status: LevelStatus::Disabled,
-            owner: format!("personal settings of `{}`", user.id),
+            owner: user.level_texts.owner.clone(),
+            note: user.level_texts.note.clone(),
             source: Some(p.enabled.at.clone()),
-            note: format!(
-                "personal settings of `{}` are disabled (`enabled: false`)",
-                user.id
-            ),
         },
-        Some(p) => candidate(
-            Level::Personal,
-            &p.profile,
-            p.at.clone(),
-            format!("personal settings of `{}`", user.id),
-        ),
+        Some(p) => candidate(Level::Personal, &p.profile, &p.at, &user.level_texts),
     };
     let mut levels = [
-        candidate(
-            Level::Template,
-            &t.profile,
-            t.at.clone(),
-            format!("template `{}`", t.id),
-        ),
+        candidate(Level::Template, &t.profile, &t.at, &t.level_texts),
         candidate(
             Level::Administration,
             &administration.profile,
-            administration.at.clone(),
-            format!("administration `{}`", administration.id),
+            &administration.at,
+            &administration.level_texts,
         ),
         personal,
         candidate(
             Level::System,
             &config.system.profile,
-            config.system.at.clone(),
-            "system".into(),
+            &config.system.at,
+            &config.system.level_texts,
         ),
     ];
     let Some(winner) = levels
@@ -324,7 +317,7 @@ fn profile_levels(
         .find(|l| l.status == LevelStatus::Shadowed)
     else {
         return Err(ResolveError::NoProfile {
-            places: levels.iter().map(|l| l.note.clone()).collect(),
+            places: levels.iter().map(|l| l.note.to_string()).collect(),
         });
     };
     winner.status = LevelStatus::Won;

@@ -64,9 +64,9 @@ pub trait Deliver {
 
 /// The transport a resolution selected, with its account.
 pub fn connect(effective: &Effective) -> Result<Box<dyn Deliver>, SendError> {
-    Ok(match &effective.transport {
+    Ok(match effective.transport.as_ref() {
         Transport::Smtp(smtp) => {
-            Box::new(smtp::SmtpDeliver::new(smtp, effective.account.as_ref())?)
+            Box::new(smtp::SmtpDeliver::new(smtp, effective.account.as_deref())?)
         }
         Transport::Sendmail(s) => Box::new(sendmail::SendmailDeliver::new(s)),
         Transport::File(f) => Box::new(file::FileDeliver::new(f)),
