@@ -7,18 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-/// A copy of examples/acme to edit.
-fn example_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp")
-        .args(["-r", "examples/acme"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dir
-}
-
 fn mailrules_test(root: &Path, extra: &[&str]) -> Run {
     run(mailrules()
         .arg("test")
@@ -26,12 +14,6 @@ fn mailrules_test(root: &Path, extra: &[&str]) -> Run {
         .arg(root.join("config"))
         .arg(root.join("tests"))
         .args(extra))
-}
-
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{from} in {}", path.display());
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
 #[test]

@@ -3,30 +3,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
 
-fn copy_example(to: &Path) {
-    let status = Command::new("cp")
-        .args(["-r", "examples/acme"])
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn edit(path: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{from}");
-    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-}
-
 #[test]
 fn a_changed_sender_shows_exactly_the_contexts_it_affects() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_example(dir.path());
+    let dir = example_copy();
     let config = dir.path().join("acme/config");
     edit(
         &config.join("profiles.yaml"),
@@ -84,8 +67,7 @@ fn no_change_exits_0_and_exit_zero_reports_without_failing() {
         unchanged.stdout
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    copy_example(dir.path());
+    let dir = example_copy();
     let config = dir.path().join("acme/config");
     edit(
         &config.join("administrations.yaml"),
@@ -120,8 +102,7 @@ fn no_change_exits_0_and_exit_zero_reports_without_failing() {
 
 #[test]
 fn the_base_can_be_a_git_revision() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_example(dir.path());
+    let dir = example_copy();
     let repo = dir.path().join("acme");
     let git = |args: &[&str]| {
         let status = Command::new("git")

@@ -1,5 +1,5 @@
 //! `mailrules preview`: the exact bytes `send` would transmit, on stdout;
-//! the envelope (which holds the BCC) as a note on stderr.
+//! the envelope (which holds the BCC) and the language as notes on stderr.
 
 use std::io::Write;
 
@@ -29,6 +29,9 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(language) = &rendered.language {
+        eprintln!("language: {language}");
+    }
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = stdout.write_all(&rendered.bytes());

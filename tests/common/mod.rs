@@ -37,6 +37,25 @@ pub fn run(command: &mut Command) -> Run {
     }
 }
 
+/// A copy of examples/acme (config, data, tests) to edit: `<dir>/acme`.
+pub fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = Command::new("cp")
+        .args(["-r", "examples/acme"])
+        .arg(dir.path())
+        .status()
+        .expect("cp runs");
+    assert!(status.success());
+    dir
+}
+
+/// Replaces the first `from` in a file; the test fails if it is not there.
+pub fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "`{from}` in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
