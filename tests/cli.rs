@@ -628,3 +628,44 @@ fn explain_all_lists_every_context_in_three_formats() {
     );
     assert_eq!(human.stdout.lines().count(), 49);
 }
+
+#[test]
+fn preview_writes_the_html_part_for_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("invoice.html");
+    let base = [
+        "preview",
+        "--config",
+        EXAMPLE,
+        "-a",
+        "acme-nl",
+        "-u",
+        "anna",
+        "--to",
+        "c@x.example",
+    ];
+    let data = format!("{DATA}/sales_invoice.json");
+    let result = run(mailrules()
+        .args(base)
+        .args(["-p", "sales_invoice", "--data", &data])
+        .arg("--html-out")
+        .arg(&html));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let written = std::fs::read_to_string(&html).unwrap();
+    assert!(written.contains("<strong>2026-10482</strong>"), "{written}");
+    assert!(result.stderr.contains("language: nl"), "{}", result.stderr);
+
+    // Purchase orders go out as plain text: there is no HTML to write.
+    let data = format!("{DATA}/purchase_order.json");
+    let text_only = run(mailrules()
+        .args(base)
+        .args(["-p", "purchase_order", "--data", &data])
+        .arg("--html-out")
+        .arg(&html));
+    assert_eq!(text_only.code, 2);
+    assert!(
+        text_only.stderr.contains("no HTML part"),
+        "{}",
+        text_only.stderr
+    );
+}

@@ -88,6 +88,9 @@ pub enum Command {
         context: ContextArgs,
         #[command(flatten)]
         message: MessageArgs,
+        /// Also write the HTML part to this file, to look at in a browser.
+        #[arg(long, value_name = "FILE")]
+        html_out: Option<PathBuf>,
     },
     /// Send the message through the resolved transport.
     Send {
@@ -194,7 +197,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             paths,
             update_snapshots,
         } => test::run(&source, &paths, update_snapshots),
-        Command::Preview { context, message } => preview::run(&source, &context, &message),
+        Command::Preview {
+            context,
+            message,
+            html_out,
+        } => preview::run(&source, &context, &message, html_out.as_deref()),
         Command::Send { context, message } => send::run(&source, &context, &message),
     }
 }

@@ -2,6 +2,7 @@
 //! the envelope (which holds the BCC) and the language as notes on stderr.
 
 use std::io::Write;
+use std::path::Path;
 
 use crate::render;
 use crate::resolve;
@@ -12,6 +13,7 @@ pub fn run(
     source: &ConfigSource,
     context: &ContextArgs,
     message: &MessageArgs,
+    html_out: Option<&Path>,
 ) -> Result<u8, CliError> {
     let prepared = Prepared::load(source, context)?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
@@ -29,6 +31,18 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(path) = html_out {
+        let Some(html) = &rendered.bodies.html else {
+            return Err(CliError::Usage(
+                "the message has no HTML part (the template has no `html`, or the profile has `html: false`)".into(),
+            ));
+        };
+        std::fs::write(path, html).map_err(|error| CliError::Input {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        eprintln!("html: written to {}", path.display());
+    }
     if let Some(language) = &rendered.language {
         eprintln!("language: {language}");
     }

@@ -45,6 +45,8 @@ pub struct Rendered {
     /// The language the message is written in, after fallback.
     pub language: Option<String>,
     pub message_id: String,
+    /// The rendered subject and bodies (signature and disclaimer included).
+    pub bodies: Bodies,
 }
 
 impl Rendered {
@@ -217,6 +219,7 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         message,
         language,
         message_id,
+        bodies,
     })
 }
 
