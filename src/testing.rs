@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use crate::config::yaml::{self, Positions};
-use crate::config::{self, Config, Location, Transport, parse_mailbox};
+use crate::config::{self, Config, Location, Transport, parse_mailbox, same_address};
 use crate::render::{self, MessageInput};
 use crate::resolve::{self, Request, Resolution, TemplateSelector};
 
@@ -320,16 +320,24 @@ fn compare(r: &Resolution<'_>, field: &str, expected: &Value, at: &Location) -> 
                 .map_or("(none)".into(), ToString::to_string),
         ),
         "bcc" => {
-            let got: Vec<String> = e.bcc.iter().map(|m| m.email.to_string()).collect();
+            // Domains compare without case: lower-case them on both sides.
+            let key = |m: &lettre::message::Mailbox| {
+                format!(
+                    "{}@{}",
+                    m.email.user(),
+                    m.email.domain().to_ascii_lowercase()
+                )
+            };
+            let got: Vec<String> = e.bcc.iter().map(key).collect();
             let wanted: Vec<String> = match expected {
                 Value::Array(items) => items
                     .iter()
                     .filter_map(Value::as_str)
                     .filter_map(|a| parse_mailbox(a).ok())
-                    .map(|m| m.email.to_string())
+                    .map(|m| key(&m))
                     .collect(),
                 Value::String(one) => parse_mailbox(one)
-                    .map(|m| vec![m.email.to_string()])
+                    .map(|m| vec![key(&m)])
                     .unwrap_or_default(),
                 _ => Vec::new(),
             };
@@ -363,7 +371,7 @@ fn address_equal(expected: &Value, got: Option<&lettre::message::Mailbox>) -> bo
     match (expected, got) {
         (Value::Null, None) => true,
         (Value::String(text), Some(got)) => parse_mailbox(text).is_ok_and(|want| {
-            want.email == got.email && (want.name.is_none() || want.name == got.name)
+            same_address(&want.email, &got.email) && (want.name.is_none() || want.name == got.name)
         }),
         _ => false,
     }
@@ -416,7 +424,8 @@ fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Fin
         Ok(rendered) => String::from_utf8_lossy(&rendered.bytes()).into_owned(),
         Err(e) => return error(e.to_string()),
     };
-    if update {
+    let stored = std::fs::read_to_string(&preview.snapshot).ok();
+    if update && stored.as_deref() != Some(rendered.as_str()) {
         let written = preview
             .snapshot
             .parent()
@@ -432,13 +441,13 @@ fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Fin
             )),
         };
     }
-    match std::fs::read_to_string(&preview.snapshot) {
-        Ok(stored) if stored == rendered => Vec::new(),
-        Ok(stored) => vec![Finding::SnapshotDiffers {
+    match stored {
+        Some(stored) if stored == rendered => Vec::new(),
+        Some(stored) => vec![Finding::SnapshotDiffers {
             diff: unified_diff(&stored, &rendered, &preview.snapshot),
             at: preview.at.clone(),
         }],
-        Err(_) => vec![Finding::SnapshotMissing {
+        None => vec![Finding::SnapshotMissing {
             path: preview.snapshot.clone(),
             at: preview.at.clone(),
         }],

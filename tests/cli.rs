@@ -594,11 +594,18 @@ fn explain_all_lists_every_context_in_three_formats() {
     let lines: Vec<&str> = csv.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "administration,process,language,user,template,profile,level,from,reply_to,bcc,transport,error"
+        "administration,process,language,user,template,profile,level,from,reply_to,bcc,transport,account,html,signature,copy_to_sent,error"
     );
     // 2 administrations × 4 processes × 2 languages × (anna, kees, no personal settings)
     assert_eq!(lines.len() - 1, 2 * 4 * 2 * 3);
-    assert!(lines.contains(&"acme-nl,order_confirmation,nl,anna,order_confirmation-nl,sales,personal,Anna de Vries <anna.devries@acme.nl>,Acme Verkoop <verkoop@acme.nl>,(none),smtp smtp.acme.example:587 (STARTTLS),"));
+    let anna = lines
+        .iter()
+        .find(|l| l.starts_with("acme-nl,order_confirmation,nl,anna,"))
+        .expect("a row for anna");
+    assert!(
+        anna.starts_with("acme-nl,order_confirmation,nl,anna,order_confirmation-nl,sales,personal,Anna de Vries <anna.devries@acme.nl>,Acme Verkoop <verkoop@acme.nl>,(none),smtp smtp.acme.example:587 (STARTTLS),verkoop@acme.nl (password from env:ACME_SALES_SMTP_PASSWORD),true,text and html (#"),
+        "{anna}"
+    );
     assert!(
         !csv.stdout.contains("piet"),
         "piet's personal settings are disabled"

@@ -49,11 +49,10 @@ fn a_changed_sender_shows_exactly_the_contexts_it_affects() {
         first["fields"][0]["new"],
         "Acme Inkoop <purchasing@acme.nl>"
     );
+    let source = first["fields"][0]["new_source"].as_str().unwrap();
     assert!(
-        first["fields"][0]["new_source"]["file"]
-            .as_str()
-            .unwrap()
-            .ends_with("profiles.yaml")
+        source.contains("profiles.yaml:"),
+        "file:line:column of the edit: {source}"
     );
 }
 
@@ -157,4 +156,65 @@ fn the_base_can_be_a_git_revision() {
         "{}",
         missing.stderr
     );
+}
+
+#[test]
+fn every_effective_field_counts_as_a_change() {
+    let dir = example_copy();
+    let config = dir.path().join("acme/config");
+    let profiles = config.join("profiles.yaml");
+    edit(
+        &profiles,
+        "username: info@acme.nl",
+        "username: info2@acme.nl",
+    );
+    edit(
+        &profiles,
+        "    html: true\n    signature:\n      text: |\n        Acme Nederland",
+        "    html: false\n    signature:\n      text: |\n        Acme Nederland",
+    );
+    edit(
+        &profiles,
+        "        Acme Debiteurenbeheer\n",
+        "        Acme Debiteuren\n",
+    );
+    let result = run(mailrules()
+        .args(["plan", "--base", EXAMPLE, "--config"])
+        .arg(&config));
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    for expected in [
+        "account: info@acme.nl (password from env:ACME_INFO_SMTP_PASSWORD) -> info2@acme.nl",
+        "html: true -> false",
+        "signature: text (#",
+    ] {
+        assert!(
+            result.stdout.contains(expected),
+            "`{expected}` in\n{}",
+            result.stdout
+        );
+    }
+}
+
+#[test]
+fn an_invalid_configuration_exits_2_not_1() {
+    let dir = example_copy();
+    let config = dir.path().join("acme/config");
+    edit(
+        &config.join("profiles.yaml"),
+        "    reply_to: \"Acme Debiteurenbeheer",
+        "    reply_too: \"Acme Debiteurenbeheer",
+    );
+    let broken_new = run(mailrules()
+        .args(["plan", "--base", EXAMPLE, "--exit-zero", "--config"])
+        .arg(&config));
+    assert_eq!(broken_new.code, 2, "{}", broken_new.stderr);
+    assert!(
+        broken_new.stderr.contains("unknown key `reply_too`"),
+        "{}",
+        broken_new.stderr
+    );
+    let broken_base = run(mailrules()
+        .args(["plan", "--config", EXAMPLE, "--base"])
+        .arg(&config));
+    assert_eq!(broken_base.code, 2, "{}", broken_base.stderr);
 }

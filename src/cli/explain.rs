@@ -69,8 +69,8 @@ fn differences(r: &Resolution<'_>, expect: &Expectations) -> Result<Vec<String>,
         let expected = crate::config::parse_mailbox(from)
             .map_err(|e| CliError::Usage(format!("--expect-from: {}", e.message)))?;
         let got = &r.effective.from;
-        let same =
-            expected.email == got.email && (expected.name.is_none() || expected.name == got.name);
+        let same = crate::config::same_address(&expected.email, &got.email)
+            && (expected.name.is_none() || expected.name == got.name);
         if !same {
             let trace = r
                 .fields

@@ -6,7 +6,7 @@ use crate::resolve::matrix::{self, Row};
 
 use super::{CliError, ConfigSource, ExplainFormat};
 
-const HEADER: [&str; 12] = [
+const HEADER: [&str; 4 + matrix::COLUMNS + 1] = [
     "administration",
     "process",
     "language",
@@ -18,6 +18,10 @@ const HEADER: [&str; 12] = [
     "reply_to",
     "bcc",
     "transport",
+    "account",
+    "html",
+    "signature",
+    "copy_to_sent",
     "error",
 ];
 
@@ -53,7 +57,7 @@ fn cells(row: &Row) -> Vec<String> {
             cells.push(String::new());
         }
         Err(error) => {
-            cells.extend(std::iter::repeat_n(String::new(), 7));
+            cells.extend(std::iter::repeat_n(String::new(), matrix::COLUMNS));
             cells.push(error.to_string());
         }
     }

@@ -120,6 +120,10 @@ pub enum CliError {
         #[source]
         error: std::io::Error,
     },
+    /// A failure of a command whose exit code 1 means something else (for
+    /// `plan`: "changes"): reported as the inner error, exit 2.
+    #[error(transparent)]
+    Failed(Box<CliError>),
     /// A file named on the command line (data, transport override) is invalid.
     #[error("{what} `{}` is invalid", path.display())]
     InvalidFile {
@@ -145,7 +149,10 @@ fn file_error(what: &'static str, path: &std::path::Path) -> impl FnOnce(LoadErr
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Load(LoadError::Io { .. }) | CliError::Usage(_) | CliError::Input { .. } => 2,
+            CliError::Load(LoadError::Io { .. })
+            | CliError::Usage(_)
+            | CliError::Input { .. }
+            | CliError::Failed(_) => 2,
             _ => 1,
         }
     }

@@ -20,6 +20,16 @@ pub fn run(
     format: PlanFormat,
     exit_zero: bool,
 ) -> Result<u8, CliError> {
+    // Exit 1 means "changes" here, so a broken input must not exit 1.
+    plan(source, base, format, exit_zero).map_err(|error| CliError::Failed(Box::new(error)))
+}
+
+fn plan(
+    source: &ConfigSource,
+    base: &str,
+    format: PlanFormat,
+    exit_zero: bool,
+) -> Result<u8, CliError> {
     let new = load::load(&source.path, source.options)?;
     let base_config = BaseConfig::fetch(base, &source.path)?;
     let old = load::load(&base_config.path, source.options).map_err(|error| match error {
@@ -36,7 +46,20 @@ pub fn run(
         PlanFormat::Human => print!("{}", human(&changes, base, &source.path, &show)),
         PlanFormat::Markdown => print!("{}", markdown(&changes, base, &show)),
         PlanFormat::Json => {
-            let json = serde_json::to_value(&changes).expect("changes are JSON");
+            let mut json = serde_json::to_value(&changes).expect("changes are JSON");
+            // Locations as the reader knows them (`REV:path:line:column`),
+            // not the temporary export they were read from.
+            for change in json.as_array_mut().into_iter().flatten() {
+                for field in change["change"]["fields"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    for key in ["old_source", "new_source"] {
+                        field[key] = shown_location(&field[key], &base_config).into();
+                    }
+                }
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).expect("JSON prints")
@@ -109,6 +132,24 @@ impl BaseConfig {
             _ => at.to_string(),
         }
     }
+}
+
+/// A serialized location (`{file, line, column}`) as `file:line:column`,
+/// with exported files named by their revision.
+fn shown_location(value: &serde_json::Value, base: &BaseConfig) -> String {
+    let (Some(file), Some(line), Some(column)) = (
+        value["file"].as_str(),
+        value["line"].as_u64(),
+        value["column"].as_u64(),
+    ) else {
+        return "(default)".into();
+    };
+    let at = Location::new(
+        std::sync::Arc::new(PathBuf::from(file)),
+        line as usize,
+        column as usize,
+    );
+    base.show(&Some(at))
 }
 
 impl Drop for BaseConfig {

@@ -65,6 +65,7 @@ fn one_line(text: &str) -> String {
 /// Prints a failed command's error, with its hint, to stderr.
 pub fn error(error: &CliError) {
     match error {
+        CliError::Failed(inner) => self::error(inner),
         CliError::Load(LoadError::Invalid { diagnostics }) => {
             for d in diagnostics {
                 eprint!("{}", diagnostic(d));

@@ -60,7 +60,7 @@ fn describe(finding: &Finding) -> String {
         } => format!("     {at}: {field}: expected `{expected}`, got `{got}`\n"),
         Finding::Error { message, at } => format!("     {at}: {message}\n"),
         Finding::SnapshotMissing { path, at } => format!(
-            "     {at}: no stored preview `{}`; run `mailrules test --update-snapshots` to write it\n",
+            "     {at}: no stored preview `{}`; run this same command with --update-snapshots to write it\n",
             path.display()
         ),
         Finding::SnapshotWritten { path } => format!("     wrote {}\n", path.display()),
@@ -70,7 +70,7 @@ fn describe(finding: &Finding) -> String {
                 .map(|line| format!("       {line}\n"))
                 .collect();
             format!(
-                "     {at}: the preview differs from the stored one (review, then `--update-snapshots`):\n{indented}"
+                "     {at}: the preview differs from the stored one (review it, then run again with --update-snapshots):\n{indented}"
             )
         }
     }

@@ -35,6 +35,12 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, AddressError> {
     Ok(mailbox)
 }
 
+/// Whether two addresses are the same mailbox: the local part as written,
+/// the domain without regard to case (as DNS compares it).
+pub fn same_address(a: &lettre::Address, b: &lettre::Address) -> bool {
+    a.user() == b.user() && a.domain().eq_ignore_ascii_case(b.domain())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +52,14 @@ mod tests {
         assert!(parse_mailbox("jo@xn--bcher-kva.example").is_ok());
         assert!(parse_mailbox("jo@example.com ").is_err());
         assert!(parse_mailbox("not an address").is_err());
+    }
+
+    #[test]
+    fn domains_compare_without_case() {
+        let a = parse_mailbox("facturen@ACME.NL").unwrap().email;
+        let b = parse_mailbox("facturen@acme.nl").unwrap().email;
+        let c = parse_mailbox("Facturen@acme.nl").unwrap().email;
+        assert!(same_address(&a, &b));
+        assert!(!same_address(&b, &c), "local parts are case-sensitive");
     }
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use address::parse_mailbox;
+pub use address::{parse_mailbox, same_address};
 pub use checks::closest;
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use model::*;

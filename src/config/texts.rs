@@ -78,12 +78,22 @@ fn mailboxes(list: &[Mailbox]) -> String {
 }
 
 /// Which parts a signature has (its text is shown by `preview`).
+/// Which parts a signature has, and a short fingerprint of its content so
+/// that `plan` sees an edited signature as a change.
 fn signature(s: &Located<Signature>) -> Arc<str> {
-    Arc::from(match (&s.value.text, &s.value.html) {
+    let parts = match (&s.value.text, &s.value.html) {
         (Some(_), Some(_)) => "text and html",
         (Some(_), None) => "text",
         (None, _) => "html",
-    })
+    };
+    let content = [s.value.text.as_deref(), s.value.html.as_deref()];
+    let digest = content
+        .iter()
+        .flat_map(|part| part.unwrap_or_default().bytes().chain([0]))
+        .fold(0x811c_9dc5_u32, |hash, byte| {
+            (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        });
+    format!("{parts} (#{digest:08x})").into()
 }
 
 /// A one-line transport summary; never contains a secret.

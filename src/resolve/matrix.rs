@@ -25,7 +25,11 @@ pub struct Context {
     pub user: Arc<str>,
 }
 
-/// The outcome that matters to a reader of `explain --all` and `plan`.
+/// How many values an [`Outcome`] has.
+pub const COLUMNS: usize = 11;
+
+/// The outcome that matters to a reader of `explain --all` and `plan`:
+/// every effective field.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     pub template: String,
@@ -35,6 +39,10 @@ pub struct Outcome {
     pub reply_to: Arc<str>,
     pub bcc: Arc<str>,
     pub transport: Arc<str>,
+    pub account: Arc<str>,
+    pub html: Arc<str>,
+    pub signature: Arc<str>,
+    pub copy_to_sent: Arc<str>,
     /// Where each value above was set, by column name.
     #[serde(skip)]
     pub sources: Vec<(&'static str, Option<Location>)>,
@@ -42,7 +50,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The columns compared and printed, with their values.
-    pub fn columns(&self) -> [(&'static str, &str); 7] {
+    pub fn columns(&self) -> [(&'static str, &str); COLUMNS] {
         [
             ("template", &self.template),
             ("profile", &self.profile),
@@ -51,6 +59,10 @@ impl Outcome {
             ("reply_to", &self.reply_to),
             ("bcc", &self.bcc),
             ("transport", &self.transport),
+            ("account", &self.account),
+            ("html", &self.html),
+            ("signature", &self.signature),
+            ("copy_to_sent", &self.copy_to_sent),
         ]
     }
 
@@ -157,6 +169,10 @@ fn outcome(r: &Resolution<'_>) -> Outcome {
     let (reply_to, reply_to_at) = value_and_source("reply_to");
     let (bcc, bcc_at) = value_and_source("bcc");
     let (transport, transport_at) = value_and_source("transport");
+    let (account, account_at) = value_and_source("account");
+    let (html, html_at) = value_and_source("html");
+    let (signature, signature_at) = value_and_source("signature");
+    let (copy_to_sent, copy_to_sent_at) = value_and_source("copy_to_sent");
     let level_at = r
         .levels
         .iter()
@@ -176,6 +192,10 @@ fn outcome(r: &Resolution<'_>) -> Outcome {
         reply_to,
         bcc,
         transport,
+        account,
+        html,
+        signature,
+        copy_to_sent,
         sources: vec![
             ("template", template_at),
             ("profile", level_at.clone()),
@@ -184,6 +204,10 @@ fn outcome(r: &Resolution<'_>) -> Outcome {
             reply_to_at,
             bcc_at,
             transport_at,
+            account_at,
+            html_at,
+            signature_at,
+            copy_to_sent_at,
         ],
     }
 }
