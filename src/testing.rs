@@ -13,6 +13,9 @@ use crate::config::{self, Config, Location, Transport, parse_mailbox, same_addre
 use crate::render::{self, MessageInput};
 use crate::resolve::{self, Request, Resolution, TemplateSelector};
 
+/// Largest stored preview read back (a message with attachments at their limit).
+const MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The Date of every stored preview, so that snapshots are stable.
 pub const SNAPSHOT_DATE: &str = "2026-01-01T09:00:00Z";
 
@@ -71,6 +74,8 @@ pub enum Finding {
     SnapshotMissing { path: PathBuf, at: Location },
     /// `--update-snapshots` wrote the preview.
     SnapshotWritten { path: PathBuf },
+    /// The run cannot go on as asked (a snapshot cannot be written): exit 2.
+    Fatal { message: String },
 }
 
 impl Finding {
@@ -105,8 +110,9 @@ pub fn read(path: &Path) -> Result<TestFile, TestFileError> {
         location: path.display().to_string(),
         message,
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let bytes = config::read_regular_file(path, config::MAX_FILE_BYTES)
+        .map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| file_error("not UTF-8 text".into()))?;
     let document = yaml::parse(&text).map_err(|e| TestFileError {
         location: format!(
             "{}:{}:{}",
@@ -123,6 +129,22 @@ pub fn read(path: &Path) -> Result<TestFile, TestFileError> {
     let Some(cases) = document.value.get("cases").and_then(Value::as_array) else {
         return Err(reader.error("", "a test file has a `cases:` list"));
     };
+    if let Some(unknown) = document
+        .value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "cases"))
+    {
+        return Err(reader.error(
+            &format!("/{unknown}"),
+            &format!("unknown key `{unknown}`; a test file has `cases:`"),
+        ));
+    }
+    if cases.is_empty() {
+        return Err(reader.error(
+            "/cases",
+            "`cases` is empty: a test file that tests nothing is a mistake",
+        ));
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let cases = cases
         .iter()
@@ -197,6 +219,10 @@ impl Reader<'_> {
                 .map(|(field, value)| {
                     let at = self.at(&format!("{pointer}/expect/{field}"));
                     if EXPECTABLE.contains(&field.as_str()) {
+                        check_expectation(field, value).map_err(|message| TestFileError {
+                            location: at.to_string(),
+                            message,
+                        })?;
                         Ok((field.clone(), value.clone(), at))
                     } else {
                         Err(TestFileError {
@@ -222,6 +248,12 @@ impl Reader<'_> {
         if process.is_some() == template.is_some() {
             return Err(self.error(pointer, "a case names either `process` or `template`"));
         }
+        if template.is_some() && case.get("language").is_some() {
+            return Err(self.error(
+                &format!("{pointer}/language"),
+                "`language` goes with `process`; a template has its own language",
+            ));
+        }
         Ok(Case {
             name: self.text(case, pointer, "name", true)?.unwrap_or_default(),
             at: self.at(pointer),
@@ -243,6 +275,15 @@ impl Reader<'_> {
         preview: &Value,
         dir: &Path,
     ) -> Result<Preview, TestFileError> {
+        if let Some(unknown) = preview.as_object().and_then(|o| {
+            o.keys()
+                .find(|k| !["to", "data", "snapshot"].contains(&k.as_str()))
+        }) {
+            return Err(self.error(
+                &format!("{pointer}/{unknown}"),
+                &format!("unknown key `{unknown}`; `preview` has to, data, snapshot"),
+            ));
+        }
         let to = match preview.get("to") {
             Some(Value::String(one)) => vec![one.clone()],
             Some(Value::Array(many)) if many.iter().all(Value::is_string) => many
@@ -261,12 +302,48 @@ impl Reader<'_> {
                 .text(preview, pointer, key, required)?
                 .map(|p| dir.join(p)))
         };
+        let snapshot = self
+            .text(preview, pointer, "snapshot", true)?
+            .expect("required");
+        let inside = Path::new(&snapshot)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || !snapshot.ends_with(".eml") {
+            return Err(self.error(
+                &format!("{pointer}/snapshot"),
+                "`snapshot` is an `.eml` file in the test file's directory or below it (no `..`, not absolute)",
+            ));
+        }
         Ok(Preview {
             to,
             data: path("data", false)?,
-            snapshot: path("snapshot", true)?.expect("required"),
+            snapshot: dir.join(snapshot),
             at: self.at(pointer),
         })
+    }
+}
+
+/// An expected value of the right kind: text, a level, an address (or
+/// null for "none"), a list of addresses.
+fn check_expectation(field: &str, value: &Value) -> Result<(), String> {
+    let address = |v: &Value| match v {
+        Value::String(text) => parse_mailbox(text).map(|_| ()).map_err(|e| e.message),
+        _ => Err(format!("`{field}` expects an address")),
+    };
+    match (field, value) {
+        ("level", Value::String(level))
+            if ["template", "administration", "personal", "system"].contains(&level.as_str()) =>
+        {
+            Ok(())
+        }
+        ("level", _) => Err("`level` is one of template, administration, personal, system".into()),
+        ("from", v) => address(v),
+        ("reply_to", Value::Null) => Ok(()),
+        ("reply_to", v) => address(v),
+        ("bcc", Value::Array(items)) => items.iter().try_for_each(address),
+        ("bcc", v) => address(v),
+        (_, Value::String(_)) => Ok(()),
+        _ => Err(format!("`{field}` expects text")),
     }
 }
 
@@ -404,6 +481,19 @@ fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Fin
     let data = match &preview.data {
         Some(path) => match config::load_data(path) {
             Ok(data) => data,
+            Err(config::LoadError::Invalid { diagnostics }) => {
+                let first = diagnostics.first().map_or(String::new(), |d| {
+                    let at = d
+                        .location
+                        .as_ref()
+                        .map_or(String::new(), |at| format!("{at}: "));
+                    format!("{at}{}", d.message)
+                });
+                return error(format!(
+                    "data file `{}` is invalid: {first}",
+                    path.display()
+                ));
+            }
             Err(e) => return error(format!("data file `{}`: {e}", path.display())),
         },
         None => Value::Object(Default::default()),
@@ -424,7 +514,24 @@ fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Fin
         Ok(rendered) => String::from_utf8_lossy(&rendered.bytes()).into_owned(),
         Err(e) => return error(e.to_string()),
     };
-    let stored = std::fs::read_to_string(&preview.snapshot).ok();
+    let stored = match config::read_regular_file(&preview.snapshot, MAX_SNAPSHOT_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                return error(format!(
+                    "stored preview `{}` is not text",
+                    preview.snapshot.display()
+                ));
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return error(format!(
+                "cannot read stored preview `{}`: {e}",
+                preview.snapshot.display()
+            ));
+        }
+    };
     if update && stored.as_deref() != Some(rendered.as_str()) {
         let written = preview
             .snapshot
@@ -435,10 +542,9 @@ fn check_preview(r: &Resolution<'_>, preview: &Preview, update: bool) -> Vec<Fin
             Ok(()) => vec![Finding::SnapshotWritten {
                 path: preview.snapshot.clone(),
             }],
-            Err(e) => error(format!(
-                "cannot write `{}`: {e}",
-                preview.snapshot.display()
-            )),
+            Err(e) => vec![Finding::Fatal {
+                message: format!("cannot write `{}`: {e}", preview.snapshot.display()),
+            }],
         };
     }
     match stored {
@@ -463,7 +569,10 @@ fn unified_diff(stored: &str, rendered: &str, path: &Path) -> String {
     // CRLF is what is stored; a diff reads better without the CRs.
     let stored = stored.replace("\r\n", "\n");
     let rendered = rendered.replace("\r\n", "\n");
-    similar::TextDiff::from_lines(&stored, &rendered)
+    // A bounded time: a huge changed attachment must not stall the run.
+    similar::TextDiff::configure()
+        .timeout(Duration::from_secs(2))
+        .diff_lines(&stored, &rendered)
         .unified_diff()
         .context_radius(2)
         .header(&format!("{} (stored)", path.display()), "rendered now")

@@ -450,6 +450,12 @@ fn literal_passwords_are_never_echoed_even_by_other_errors() {
         "smtp: {host: h, auth: {username: u, password: Hunter2Secret: x}}",
         // a missing username next to it
         "smtp: {host: h, auth: {password: Hunter2Secret}}",
+        // a block scalar: the value is on the next line
+        "smtp:\n      host: h\n      auth:\n        username: u\n        password: |\n          Hunter2Secret",
+        // a folded scalar over two lines
+        "smtp:\n      host: h\n      auth:\n        username: u\n        password: >\n          Hunter2Secret\n          more",
+        // a file that does not parse, the value below its key
+        "smtp: {host: h, auth: {username: u, password:\n       Hunter2Secret ]]}",
     ];
     for case in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -675,4 +681,39 @@ fn preview_writes_the_html_part_for_a_browser() {
         "{}",
         text_only.stderr
     );
+}
+
+#[test]
+fn a_null_in_the_data_is_a_missing_variable_not_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(
+        dir.path(),
+        "data.json",
+        r#"{"customer": {"name": null}, "invoice": {"number": "1", "date": "d", "amount": "1", "due_date": "x"}}"#,
+    );
+    let result = run(mailrules()
+        .args([
+            "preview",
+            "--config",
+            EXAMPLE,
+            "-a",
+            "acme-nl",
+            "-u",
+            "anna",
+            "-p",
+            "sales_invoice",
+            "--to",
+            "c@x.example",
+        ])
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(result.code, 1);
+    assert!(
+        result
+            .stderr
+            .contains("uses `customer.name`, which the data does not have"),
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stdout.contains("None"));
 }

@@ -111,3 +111,79 @@ fn a_malformed_test_file_is_a_usage_error_with_its_place() {
         result.stderr
     );
 }
+
+#[test]
+fn malformed_test_files_are_refused_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = "cases:\n  - name: x\n    administration: acme-nl\n    user: anna\n    process: sales_invoice\n";
+    for (extra, expected) in [
+        ("defaults: {}\n", "unknown key `defaults`"),
+        (
+            "    expect: {bcc: [archief@acme.nl, garbage]}\n",
+            "`garbage` is not a valid e-mail address",
+        ),
+        ("    expect: {level: top}\n", "`level` is one of"),
+        ("    expect: {profile: 5}\n", "`profile` expects text"),
+        (
+            "    preview: {to: a@b.example, snapshot: ../outside.eml}\n",
+            "`snapshot` is an `.eml` file in the test file's directory",
+        ),
+        (
+            "    preview: {to: a@b.example, snapshot: s.eml, dta: x.json}\n",
+            "unknown key `dta`",
+        ),
+        (
+            "    language: en\n    template: sales_invoice-nl\n",
+            "a case names either",
+        ),
+    ] {
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, format!("{case}{extra}")).unwrap();
+        let result = run(mailrules().args(["test", "--config", EXAMPLE]).arg(&file));
+        assert_eq!(
+            result.code, 2,
+            "{extra}: {}{}",
+            result.stdout, result.stderr
+        );
+        assert!(
+            result.stderr.contains(expected),
+            "{extra}: {}",
+            result.stderr
+        );
+        assert!(
+            result.stderr.contains("t.yaml:"),
+            "a place: {}",
+            result.stderr
+        );
+    }
+    std::fs::write(dir.path().join("empty.yaml"), "cases: []\n").unwrap();
+    let empty = run(mailrules()
+        .args(["test", "--config", EXAMPLE])
+        .arg(dir.path().join("empty.yaml")));
+    assert_eq!(empty.code, 2);
+    assert!(
+        empty.stderr.contains("`cases` is empty"),
+        "{}",
+        empty.stderr
+    );
+}
+
+#[test]
+fn a_fifo_is_not_read_as_a_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let result = run(mailrules().args(["test", "--config", EXAMPLE]).arg(&fifo));
+    assert_eq!(result.code, 2);
+    assert!(
+        result.stderr.contains("not a regular file"),
+        "{}",
+        result.stderr
+    );
+}

@@ -218,3 +218,53 @@ fn an_invalid_configuration_exits_2_not_1() {
         .arg(&config));
     assert_eq!(broken_base.code, 2, "{}", broken_base.stderr);
 }
+
+#[test]
+fn a_base_that_looks_like_an_option_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep").unwrap();
+    let result = run(mailrules()
+        .args(["plan", "--config", EXAMPLE])
+        .arg(format!("--base=--output={}", victim.display())));
+    assert_eq!(result.code, 2);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep",
+        "git did not write the file"
+    );
+}
+
+#[test]
+fn too_many_contexts_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let languages: Vec<String> = (0..50)
+        .map(|i| format!("{}{}", (b'a' + i / 26) as char, (b'a' + i % 26) as char))
+        .collect();
+    let processes: Vec<String> = (0..200).map(|i| format!("p{i}")).collect();
+    let mut yaml = format!(
+        "system: {{profile: out, default_language: aa, languages: [{}], processes: [{}]}}\nprofiles:\n  out: {{file: {{dir: o}}, from: a@example.com}}\nadministrations:\n",
+        languages.join(", "),
+        processes.join(", ")
+    );
+    for a in 0..200 {
+        yaml.push_str(&format!("  a{a}: {{name: A}}\n"));
+    }
+    yaml.push_str("users:\n  u1: {personal: {enabled: true}}\n  u2: {personal: {enabled: true}}\n");
+    let file = dir.path().join("big.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    for args in [vec!["explain", "--all"], vec!["plan", "--base"]] {
+        let mut command = mailrules();
+        command.args(&args);
+        if args[0] == "plan" {
+            command.arg(&file);
+        }
+        let result = run(command.arg("--config").arg(&file));
+        assert_eq!(result.code, 2, "{args:?}: {}", result.stderr);
+        assert!(
+            result.stderr.contains("6000000 contexts"),
+            "{}",
+            result.stderr
+        );
+    }
+}

@@ -363,7 +363,7 @@ fn every_matrix_row_equals_a_direct_resolution() {
     let loaded =
         mailrules::load::load(Path::new("examples/acme/config"), Default::default()).unwrap();
     let config = &loaded.config;
-    let rows = matrix(config);
+    let rows = matrix(config).unwrap();
     assert_eq!(rows.len(), 48);
     for row in rows {
         let c = &row.context;

@@ -27,7 +27,7 @@ const HEADER: [&str; 4 + matrix::COLUMNS + 1] = [
 
 pub fn run_all(source: &ConfigSource, format: ExplainFormat) -> Result<u8, CliError> {
     let loaded = load::load(&source.path, source.options)?;
-    let rows = matrix::matrix(&loaded.config);
+    let rows = matrix::matrix(&loaded.config).map_err(|e| CliError::Usage(e.to_string()))?;
     match format {
         ExplainFormat::Json => println!(
             "{}",

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::config::{LoadError, Location};
+use crate::config::{Diagnostic, LoadError, Location};
 use crate::load;
 use crate::plan::{self, Change, ContextChange};
 use crate::resolve::matrix;
@@ -36,11 +36,19 @@ fn plan(
         LoadError::Invalid { diagnostics } => CliError::InvalidFile {
             what: "base configuration",
             path: PathBuf::from(base),
-            diagnostics: diagnostics.into_iter().filter(|d| d.is_error()).collect(),
+            diagnostics: diagnostics
+                .into_iter()
+                .filter(|d| d.is_error())
+                .map(|d| base_config.relabel(d))
+                .collect(),
         },
         io => CliError::Load(io),
     })?;
-    let changes = plan::plan(&matrix::matrix(&old.config), &matrix::matrix(&new.config));
+    let too_many = |e: matrix::TooManyContexts| CliError::Usage(e.to_string());
+    let changes = plan::plan(
+        &matrix::matrix(&old.config).map_err(too_many)?,
+        &matrix::matrix(&new.config).map_err(too_many)?,
+    );
     let show = |at: &Option<Location>| base_config.show(at);
     match format {
         PlanFormat::Human => print!("{}", human(&changes, base, &source.path, &show)),
@@ -89,6 +97,11 @@ impl BaseConfig {
                 export: None,
             });
         }
+        if base.starts_with('-') {
+            return Err(CliError::Usage(format!(
+                "--base `{base}` is neither a path nor a git revision"
+            )));
+        }
         let usage = |why: String| {
             CliError::Usage(format!(
                 "--base `{base}` is neither a path nor a git revision: {why}"
@@ -108,7 +121,11 @@ impl BaseConfig {
             .to_path_buf();
         // The whole tree at that revision: config files may name files
         // beside the configuration directory (sample data).
-        let archive = git(&root, &["archive", "--format=tar", base]).map_err(usage)?;
+        let archive = git(
+            &root,
+            &["archive", "--format=tar", "--end-of-options", base],
+        )
+        .map_err(usage)?;
         let export = std::env::temp_dir().join(format!("mailrules-plan-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&export).map_err(|e| usage(e.to_string()))?;
         let base_config = BaseConfig {
@@ -116,7 +133,25 @@ impl BaseConfig {
             export: Some((export.clone(), base.to_string())),
         };
         untar(&archive, &export).map_err(usage)?;
+        if !base_config.path.exists() {
+            return Err(usage(format!(
+                "`{}` does not exist at that revision",
+                relative.display()
+            )));
+        }
         Ok(base_config)
+    }
+
+    /// A diagnostic of the base configuration with its file named as the
+    /// reader knows it (`REV:path`), not by the temporary export.
+    fn relabel(&self, mut d: Diagnostic) -> Diagnostic {
+        if let (Some(at), Some((dir, revision))) = (&d.location, &self.export)
+            && let Ok(inside) = at.file().strip_prefix(dir)
+        {
+            let file = PathBuf::from(format!("{revision}:{}", inside.display()));
+            d.location = Some(Location::new(std::sync::Arc::new(file), at.line, at.column));
+        }
+        d
     }
 
     /// A location as the reader knows it: `REV:path` for exported files.

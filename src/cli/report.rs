@@ -50,7 +50,7 @@ pub fn diagnostic(d: &Diagnostic) -> String {
 /// Messages quote what the user wrote, which may hold line breaks or other
 /// control characters: show them escaped, so that one diagnostic stays one
 /// block and nothing can fake another line.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {

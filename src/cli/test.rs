@@ -23,19 +23,21 @@ pub fn run(
             "no test files: name *.yaml test files or directories holding them".into(),
         ));
     }
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut fatal) = (0, 0, false);
     for file in &files {
         let tests =
             testing::read(file).map_err(|e| CliError::Usage(format!("invalid test file: {e}")))?;
         for case in &tests.cases {
             let findings = testing::run_case(&loaded.config, case, update_snapshots);
             let failure = findings.iter().any(Finding::is_failure);
+            // Names come from the file: no control character may fake a line.
+            let name = super::report::one_line(&case.name);
             println!(
-                "{} {}  ({})",
+                "{} {name}  ({})",
                 if failure { "FAIL" } else { "ok  " },
-                case.name,
                 case.at
             );
+            fatal |= findings.iter().any(|f| matches!(f, Finding::Fatal { .. }));
             for finding in &findings {
                 print!("{}", describe(finding));
             }
@@ -47,7 +49,11 @@ pub fn run(
         }
     }
     println!("\n{passed} passed, {failed} failed");
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok(match (fatal, failed) {
+        (true, _) => 2,
+        (false, 0) => 0,
+        (false, _) => 1,
+    })
 }
 
 fn describe(finding: &Finding) -> String {
@@ -64,6 +70,7 @@ fn describe(finding: &Finding) -> String {
             path.display()
         ),
         Finding::SnapshotWritten { path } => format!("     wrote {}\n", path.display()),
+        Finding::Fatal { message } => format!("     error: {message}\n"),
         Finding::SnapshotDiffers { diff, at } => {
             let indented: String = diff
                 .lines()

@@ -232,7 +232,7 @@ pub fn load_data(path: &Path) -> Result<Value, LoadError> {
 }
 
 /// Removes mapping entries whose value is null, at every depth.
-fn strip_nulls(value: &mut Value) {
+pub fn strip_nulls(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.retain(|_, v| !v.is_null());
@@ -320,7 +320,14 @@ fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
     for d in diagnostics {
         if let Some(at) = &d.location {
             let source = sources.iter().find(|s| s.path == at.file);
-            d.source_line = source.and_then(|s| s.line(at.line)).map(str::to_string);
+            d.source_line = source.and_then(|s| {
+                let line = s.line(at.line)?;
+                if redact::inside_secret_value(&s.text, at.line) {
+                    let indent = line.len() - line.trim_start().len();
+                    return Some(format!("{}***", &line[..indent]));
+                }
+                Some(line.to_string())
+            });
         }
         redact::redact(d, &secrets);
     }
@@ -329,28 +336,34 @@ fn attach_source_lines(diagnostics: &mut [Diagnostic], sources: &[SourceFile]) {
 /// Largest file read as configuration, data or secret.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
-/// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8 text. Devices
-/// and FIFOs are refused before opening (reading them never ends).
-fn read(path: &Path) -> Result<String, LoadError> {
+/// Reads a regular file of at most `max` bytes. Devices and FIFOs are
+/// refused before opening: reading them may never end.
+pub fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let io = |error| LoadError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    let metadata = std::fs::metadata(path).map_err(io)?;
+    let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
-        return Err(io(std::io::Error::other("not a regular file")));
+        return Err(std::io::Error::other("not a regular file"));
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        let limit = MAX_FILE_BYTES / 1024 / 1024;
-        return Err(io(std::io::Error::other(format!(
-            "larger than {limit} MiB"
-        ))));
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            max / 1024 / 1024
+        )));
     }
+    Ok(bytes)
+}
+
+/// Reads a config, data or secret file as UTF-8 text (at most
+/// [`MAX_FILE_BYTES`]); not UTF-8 is a diagnostic at the first bad byte.
+fn read(path: &Path) -> Result<String, LoadError> {
+    let bytes = read_regular_file(path, MAX_FILE_BYTES).map_err(|error| LoadError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     String::from_utf8(bytes).map_err(|error| {
         let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;

@@ -15,8 +15,50 @@ const MASK: &str = "***";
 pub fn literal_secrets(value: &Value) -> Vec<String> {
     let mut found = Vec::new();
     collect(value, &mut found);
+    // A block scalar (`|`, `>`) spreads a value over lines, and folding
+    // joins them with spaces: mask every line and every word of it too.
+    let pieces: Vec<String> = found
+        .iter()
+        .flat_map(|secret| secret.split_whitespace())
+        .filter(|word| word.chars().count() >= 3)
+        .map(str::to_string)
+        .collect();
+    found.extend(pieces);
     found.retain(|s| !s.trim().is_empty());
+    // Longest first, so that a whole value is masked before its words.
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found.dedup();
     found
+}
+
+/// Whether line `number` (1-based) of `text` is inside a value that a
+/// secret key opened on an earlier, less indented line (`password: |`, or
+/// `password:` with the value on the next line). Works on files that do
+/// not parse, where [`literal_secrets`] found nothing.
+pub fn inside_secret_value(text: &str, number: usize) -> bool {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(line) = number.checked_sub(1).and_then(|i| lines.get(i)) else {
+        return false;
+    };
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let own = indent(line);
+    let parent = lines[..number - 1]
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && indent(l) < own);
+    parent.is_some_and(|parent| {
+        let opened = parent
+            .trim_end()
+            .trim_end_matches(['|', '>', '-', '+'])
+            .trim_end();
+        opened.strip_suffix(':').is_some_and(|before| {
+            let key = before
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .next()
+                .unwrap_or_default();
+            is_secret_key(key)
+        })
+    })
 }
 
 fn collect(value: &Value, found: &mut Vec<String>) {
@@ -214,6 +256,23 @@ mod tests {
         ] {
             assert_eq!(redact_line(line), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn values_below_a_secret_key_are_recognised() {
+        let text = "auth:\n  username: u\n  password: |\n    Hunter2Block\n  port: 1\n";
+        assert!(inside_secret_value(text, 4));
+        assert!(!inside_secret_value(text, 2));
+        assert!(!inside_secret_value(text, 5));
+        let flow = "smtp: {auth: {password:\n       LEAKflow3 ]]}\n";
+        assert!(inside_secret_value(flow, 2));
+    }
+
+    #[test]
+    fn multi_line_secrets_are_masked_line_by_line() {
+        let value = serde_json::json!({"password": "Hunter2 Block\nsecond line\n"});
+        let secrets = literal_secrets(&value);
+        assert!(secrets.contains(&"Hunter2".to_string()) && secrets.contains(&"Block".to_string()));
     }
 
     #[test]

@@ -228,15 +228,7 @@ pub const MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 
 /// Reads an attachment: a regular file of at most [`MAX_ATTACHMENT_BYTES`].
 pub fn read_attachment(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    let metadata = std::fs::metadata(path)?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if metadata.len() > MAX_ATTACHMENT_BYTES {
-        let limit = MAX_ATTACHMENT_BYTES / 1024 / 1024;
-        return Err(std::io::Error::other(format!("larger than {limit} MiB")));
-    }
-    std::fs::read(path)
+    crate::config::read_regular_file(path, MAX_ATTACHMENT_BYTES)
 }
 
 /// Template variables: the request data plus `administration`, `user` and
@@ -253,6 +245,11 @@ fn context(data: &Value, builtins: Builtins<'_>) -> Value {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
+    // A null in the data means "not given", as in the configuration: strict
+    // mode then reports the variable by name wherever it is used (also
+    // through filters and `~`), instead of printing "None".
+    context.values_mut().for_each(crate::config::strip_nulls);
+    context.retain(|_, v| !v.is_null());
     let builtins = [
         (
             "administration",

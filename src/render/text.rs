@@ -81,6 +81,8 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
+    // `debug()` would print the whole template state into a customer's mail.
+    env.remove_global("debug");
     env.set_formatter(format_value);
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {

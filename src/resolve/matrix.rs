@@ -82,8 +82,41 @@ pub struct Row {
     pub outcome: Result<Arc<Outcome>, Arc<str>>,
 }
 
+/// Most contexts `explain --all` and `plan` take on: about 5 s and a few
+/// GB on one core. A configuration with more is refused up front instead of
+/// running out of memory.
+pub const MAX_CONTEXTS: usize = 5_000_000;
+
+/// A configuration with more than [`MAX_CONTEXTS`] contexts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the configuration has {0} contexts (administrations × processes × languages × users with personal settings); at most {MAX_CONTEXTS} are resolved at once"
+)]
+pub struct TooManyContexts(pub usize);
+
+/// How many contexts [`matrix`] resolves.
+pub fn contexts(config: &Config) -> usize {
+    let users = 1 + config
+        .users
+        .values()
+        .filter(|u| u.personal.as_ref().is_some_and(|p| p.enabled.value))
+        .count();
+    [
+        config.administrations.len(),
+        config.system.processes.len(),
+        config.system.languages.len(),
+        users,
+    ]
+    .iter()
+    .fold(1usize, |total, n| total.saturating_mul(*n))
+}
+
 /// Resolves every context of `config`, in context order.
-pub fn matrix(config: &Config) -> Vec<Row> {
+pub fn matrix(config: &Config) -> Result<Vec<Row>, TooManyContexts> {
+    let count = contexts(config);
+    if count > MAX_CONTEXTS {
+        return Err(TooManyContexts(count));
+    }
     let mut nobody = User {
         id: NO_PERSONAL_SETTINGS.into(),
         at: config.system.at.clone(),
@@ -151,7 +184,7 @@ pub fn matrix(config: &Config) -> Vec<Row> {
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
 fn outcome(r: &Resolution<'_>) -> Outcome {

@@ -45,14 +45,9 @@ pub fn read_secret(secret: &Secret) -> Result<String, SecretError> {
                 path: path.clone(),
                 error,
             };
-            // A FIFO or device would block or never end: regular files only.
-            let metadata = std::fs::metadata(path).map_err(error)?;
-            if !metadata.is_file() || metadata.len() > 64 * 1024 {
-                return Err(error(std::io::Error::other(
-                    "not a regular file of at most 64 KiB",
-                )));
-            }
-            let text = std::fs::read_to_string(path).map_err(error)?;
+            let bytes = crate::config::read_regular_file(path, 64 * 1024).map_err(error)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| error(std::io::Error::other("not UTF-8 text")))?;
             // Editors add one trailing newline; it is never part of a password.
             let text = text.strip_suffix('\n').unwrap_or(&text);
             Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
