@@ -7,6 +7,7 @@ mod address;
 mod checks;
 mod compile;
 pub mod diagnostic;
+mod file_ctx;
 mod model;
 mod raw;
 mod redact;
