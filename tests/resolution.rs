@@ -1,4 +1,4 @@
-//! The precedence chain and language fallback of DESIGN.md §2, through the
+//! The precedence chain and language fallback (docs/config.md), through the
 //! library API on a small config written for each rule.
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Template selection: an explicit template, or the administration's
-//! language table with the language fallback of DESIGN.md §2.
+//! language table with the language fallback (docs/config.md, "Resolution").
 
 use serde::Serialize;
 
