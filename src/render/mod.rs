@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use lettre::address::Envelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Body as MimeBody, Mailbox, Message, MultiPart, SinglePart};
 use serde_json::{Map, Value, json};
 
@@ -161,7 +161,7 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     });
     let mut builder = Message::builder()
         .from(effective.from.clone())
-        .subject(bodies.subject.clone())
+        .raw_header(subject_header(&bodies.subject))
         .message_id(Some(message_id.clone()))
         .date(input.date.unwrap_or_else(SystemTime::now));
     for to in &input.to {
@@ -221,6 +221,40 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         message_id,
         bodies,
     })
+}
+
+/// The Subject header. lettre encodes non-ASCII text, but leaves ASCII as
+/// it is, so a subject holding `=?utf-8?q?...?=` (from data, say) would be
+/// decoded by mail clients into something else. Such a subject is sent as
+/// base64 encoded-words in full, which every client decodes back exactly.
+fn subject_header(subject: &str) -> HeaderValue {
+    let name = HeaderName::new_from_ascii_str("Subject");
+    if !subject.contains("=?") {
+        return HeaderValue::new(name, subject.to_string());
+    }
+    use base64::Engine as _;
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in subject.chars() {
+        // 45 bytes become 60 base64 characters: each word stays within the
+        // 75 characters RFC 2047 allows.
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    let encoded = words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?b?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ");
+    HeaderValue::dangerous_new_pre_encoded(name, subject.to_string(), encoded)
 }
 
 /// Largest file attached to a message.
