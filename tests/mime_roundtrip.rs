@@ -29,7 +29,7 @@ administrations:
 users:
   clerk: {}
 templates:
-  t-en: {process: notice, language: en, subject: "{{ subject }}", text: "{{ body }}", html: "<p>{{ body }}</p>"}
+  t-en: {process: notice, language: en, subject: "{{ subject }}", text: "{{ body }}", html: "<p>{{ body }}</p>", headers: {X-Case: "{{ subject }}", List-Unsubscribe: "<mailto:unsubscribe@example.com>"}}
   t-nl: {process: notice, language: nl, subject: "{{ subject }}", text: "{{ body }}", html: "<p>{{ body }}</p>"}
   t-de: {process: notice, language: de, subject: "{{ subject }}", text: "{{ body }}"}
   t-fr: {process: notice, language: fr, subject: "{{ subject }}", text: "{{ body }}", html: "<p>{{ body }}</p>"}
@@ -310,6 +310,17 @@ fn forty_messages_read_back_exactly_by_an_independent_parser() {
             text.contains("-- \nGrüße – l’équipe"),
             "{context}: signature in {text:?}"
         );
+        if case.language == "en" {
+            assert_eq!(
+                got["x_case"],
+                case.subject.as_str(),
+                "{context}: a template header"
+            );
+            assert_eq!(
+                got["list_unsubscribe"], "<mailto:unsubscribe@example.com>",
+                "{context}"
+            );
+        }
         if case.language == "de" {
             assert!(
                 got["html"].is_null(),

@@ -439,6 +439,14 @@ fn compile_template(
             .map(|h| ctx.located(h.clone(), &at("html"))),
         disclaimer: raw.disclaimer.as_ref().map(|d| ctx.signature(d)),
         attachments,
+        headers: raw
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let pointer = pointer_join(&at("headers"), name);
+                (name.clone(), ctx.located(value.clone(), &pointer))
+            })
+            .collect(),
         sample_data: raw.sample_data.as_ref().map(|path| {
             let pointer = at("sample_data");
             let path = ctx.path(path);

@@ -210,6 +210,8 @@ pub struct Template {
     pub attachments: Vec<Attachment>,
     /// Example data `validate` renders the template with (never sent).
     pub sample_data: Option<Located<PathBuf>>,
+    /// Extra headers (`X-...`, `List-Unsubscribe`, ...): name -> value template.
+    pub headers: Vec<(String, Located<String>)>,
     pub level_texts: LevelTexts,
 }
 

@@ -186,6 +186,8 @@ pub struct RawTemplate {
     #[serde(default)]
     pub attachments: Vec<RawAttachment>,
     pub sample_data: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

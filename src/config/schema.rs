@@ -135,15 +135,15 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
         }
         ValidationErrorKind::PropertyNames { error: inner } => {
             let key = inner.instance().as_str().unwrap_or_default().to_string();
-            vec![
-                at_key(
-                    &pointer_join(&pointer, &key),
-                    format!("`{key}` is not a valid id"),
-                )
-                .with_hint(
-                    "ids use letters, digits, `_`, `.` and `-`, and start with a letter or digit",
-                ),
-            ]
+            let at = pointer_join(&pointer, &key);
+            if pointer.ends_with("/headers") {
+                return vec![at_key(&at, format!("`{key}` is not a header a template may set")).with_hint(
+                    "use an `X-...` header, or List-Unsubscribe, List-Unsubscribe-Post, List-Id, Auto-Submitted, Precedence, Organization; addresses come from profiles and the request",
+                )];
+            }
+            vec![at_key(&at, format!("`{key}` is not a valid id")).with_hint(
+                "ids use letters, digits, `_`, `.` and `-`, and start with a letter or digit",
+            )]
         }
         // Not a mapping at all: the type error says so; the transport
         // choice has nothing to add.

@@ -15,7 +15,7 @@ fn lint_template(template: &Template) -> Vec<Diagnostic> {
     let syntax: Vec<Diagnostic> = text::parts(template)
         .into_iter()
         .filter_map(|(part, source)| {
-            let message = text::syntax_error(template, part, &source.value)?;
+            let message = text::syntax_error(template, &part, &source.value)?;
             Some(
                 Diagnostic::error(
                     Some(source.at.clone()),
@@ -56,11 +56,9 @@ fn lint_template(template: &Template) -> Vec<Diagnostic> {
     );
     match text::render(template, &context, true, None) {
         Ok(_) => Vec::new(),
-        Err(RenderError::MissingVariable { part, variable, .. }) => {
-            let at = text::parts(template)
-                .into_iter()
-                .find(|(name, _)| *name == part)
-                .map(|(_, source)| source.at.clone());
+        Err(RenderError::MissingVariable {
+            part, variable, at, ..
+        }) => {
             vec![
                 Diagnostic::warning(
                     at,

@@ -82,11 +82,10 @@ pub enum RenderError {
         message: String,
         at: Option<crate::config::Location>,
     },
-    #[error("template `{template}` renders a {header} header with a line break")]
-    HeaderLineBreak {
-        template: String,
-        header: &'static str,
-    },
+    #[error(
+        "template `{template}` renders a {header} header with a line break or control character"
+    )]
+    HeaderLineBreak { template: String, header: String },
     #[error("cannot read attachment `{}`: {error}", path.display())]
     Attachment {
         path: PathBuf,
@@ -116,9 +115,10 @@ impl RenderError {
                 "add `{variable}` to the data file (--data), or guard it with `{{% if {variable} is defined %}}`"
             )),
             RenderError::NoRecipients => Some("name at least one recipient with --to".into()),
-            RenderError::HeaderLineBreak { .. } => {
-                Some("keep the subject on one line; check the data for line breaks".into())
-            }
+            RenderError::HeaderLineBreak { .. } => Some(
+                "a header is one line: check the data for line breaks; they can never add a header"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -161,9 +161,17 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     });
     let mut builder = Message::builder()
         .from(effective.from.clone())
-        .raw_header(subject_header(&bodies.subject))
+        .raw_header(text_header(
+            HeaderName::new_from_ascii_str("Subject"),
+            &bodies.subject,
+        ))
         .message_id(Some(message_id.clone()))
         .date(input.date.unwrap_or_else(SystemTime::now));
+    for (name, value) in &bodies.headers {
+        let name = HeaderName::new_from_ascii(name.clone())
+            .map_err(|e| RenderError::Build(format!("header `{name}`: {e}")))?;
+        builder = builder.raw_header(text_header(name, value));
+    }
     for to in &input.to {
         builder = builder.to(to.clone());
     }
@@ -223,19 +231,19 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     })
 }
 
-/// The Subject header. lettre encodes non-ASCII text, but leaves ASCII as
-/// it is, so a subject holding `=?utf-8?q?...?=` (from data, say) would be
-/// decoded by mail clients into something else. Such a subject is sent as
-/// base64 encoded-words in full, which every client decodes back exactly.
-fn subject_header(subject: &str) -> HeaderValue {
-    let name = HeaderName::new_from_ascii_str("Subject");
-    if !subject.contains("=?") {
-        return HeaderValue::new(name, subject.to_string());
+/// A text header (Subject, template headers). lettre encodes non-ASCII
+/// text but leaves ASCII as it is, so a value holding `=?utf-8?q?...?=` (from
+/// data, say) would be decoded by mail clients into something else. Such a
+/// value is sent as base64 encoded-words in full, which every client decodes
+/// back exactly.
+fn text_header(name: HeaderName, value: &str) -> HeaderValue {
+    if !value.contains("=?") {
+        return HeaderValue::new(name, value.to_string());
     }
     use base64::Engine as _;
     let mut words = Vec::new();
     let mut chunk = String::new();
-    for c in subject.chars() {
+    for c in value.chars() {
         // 45 bytes become 60 base64 characters: each word stays within the
         // 75 characters RFC 2047 allows.
         if chunk.len() + c.len_utf8() > 45 {
@@ -254,7 +262,7 @@ fn subject_header(subject: &str) -> HeaderValue {
         })
         .collect::<Vec<_>>()
         .join("\r\n ");
-    HeaderValue::dangerous_new_pre_encoded(name, subject.to_string(), encoded)
+    HeaderValue::dangerous_new_pre_encoded(name, value.to_string(), encoded)
 }
 
 /// Largest file attached to a message.

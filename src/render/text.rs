@@ -12,6 +12,8 @@ use super::RenderError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bodies {
     pub subject: String,
+    /// Extra headers from the template, rendered: (name, value).
+    pub headers: Vec<(String, String)>,
     pub text: String,
     /// `None` when the profile sends plain text only or the template has no HTML.
     pub html: Option<String>,
@@ -24,13 +26,16 @@ pub fn render(
     html: bool,
     signature: Option<&Signature>,
 ) -> Result<Bodies, RenderError> {
-    let subject = render_part(template, "subject", &template.subject, context)?;
-    if subject.contains(['\r', '\n']) {
-        return Err(RenderError::HeaderLineBreak {
-            template: template.id.clone(),
-            header: "Subject",
-        });
-    }
+    let subject = header_value(template, "Subject", "subject", &template.subject, context)?;
+    let headers = template
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let rendered =
+                header_value(template, name, &format!("headers.{name}"), value, context)?;
+            Ok((name.clone(), rendered))
+        })
+        .collect::<Result<_, RenderError>>()?;
     let text_body = match &template.text {
         Some(text) => Some(render_part(template, "text", text, context)?),
         None => None,
@@ -52,16 +57,42 @@ pub fn render(
     };
     Ok(Bodies {
         subject: subject.trim().to_string(),
+        headers,
         text,
         html,
     })
 }
 
+/// A header value from a template: one line, no control characters (data
+/// must never be able to add a header).
+fn header_value(
+    template: &Template,
+    header: &str,
+    part: &str,
+    source: &Located<String>,
+    context: &Value,
+) -> Result<String, RenderError> {
+    let value = render_part(template, part, source, context)?;
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(RenderError::HeaderLineBreak {
+            template: template.id.clone(),
+            header: header.to_string(),
+        });
+    }
+    Ok(value)
+}
+
 /// The parts of a template that are rendered: (name, source).
-pub fn parts(template: &Template) -> Vec<(&'static str, &crate::config::Located<String>)> {
-    let mut parts = vec![("subject", &template.subject)];
-    parts.extend(template.text.as_ref().map(|t| ("text", t)));
-    parts.extend(template.html.as_ref().map(|h| ("html", h)));
+pub fn parts(template: &Template) -> Vec<(String, &Located<String>)> {
+    let mut parts = vec![("subject".to_string(), &template.subject)];
+    parts.extend(template.text.as_ref().map(|t| ("text".to_string(), t)));
+    parts.extend(template.html.as_ref().map(|h| ("html".to_string(), h)));
+    parts.extend(
+        template
+            .headers
+            .iter()
+            .map(|(name, value)| (format!("headers.{name}"), value)),
+    );
     parts
 }
 

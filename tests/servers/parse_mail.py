@@ -27,6 +27,8 @@ def describe(path):
         "to": mailboxes(msg["To"]),
         "reply_to": mailboxes(msg["Reply-To"]),
         "bcc": msg["Bcc"],
+        "x_case": msg["X-Case"],
+        "list_unsubscribe": msg["List-Unsubscribe"],
         "defects": [str(d) for d in msg.defects],
         "text": plain.get_content() if plain is not None else None,
         "html": html.get_content() if html is not None else None,
