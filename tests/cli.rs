@@ -767,3 +767,108 @@ fn data_can_never_add_a_header_in_any_transport() {
         "the file transport wrote nothing"
     );
 }
+
+#[test]
+fn inline_images_travel_in_a_related_part_and_size_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1×1 PNG.
+    let png = [
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
+        0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0a, 0x49, 0x44,
+        0x41, 0x54, 0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0,
+        0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    std::fs::write(dir.path().join("logo.png"), png).unwrap();
+    let config = SMALL
+        .replace(
+            "    bcc: [audit@x.example]\n",
+            "    bcc: [audit@x.example]\n    signature: {html: \"<img src=\\\"cid:logo\\\"> Shop\"}\n    inline_images: [{path: logo.png, cid: logo}]\n    max_message_bytes: 4096\n",
+        )
+        .replace("text: \"Number {{ number }}.\"}", "text: \"Number {{ number }}.\", html: \"<p>Number {{ number }}</p>\"}");
+    let file = write(dir.path(), "c.yaml", &config);
+    let data = write(dir.path(), "data.json", r#"{"number": 9}"#);
+    let args = [
+        "-a",
+        "shop",
+        "-u",
+        "clerk",
+        "-p",
+        "notice",
+        "--to",
+        "c@x.example",
+    ];
+    let result = run(mailrules()
+        .args(["preview", "--config"])
+        .arg(&file)
+        .args(args)
+        .arg("--data")
+        .arg(&data));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let message = result.stdout.replace("\r\n", "\n");
+    assert!(
+        message.contains("Content-Type: multipart/related;"),
+        "{message}"
+    );
+    assert!(message.contains("Content-ID: <logo>"), "{message}");
+    assert!(message.contains("Content-Disposition: inline"), "{message}");
+    assert!(message.contains("Content-Type: image/png"), "{message}");
+
+    let big = write(dir.path(), "big.bin", &"x".repeat(8192));
+    let too_large = run(mailrules()
+        .args(["send", "--config"])
+        .arg(&file)
+        .args(args)
+        .arg("--data")
+        .arg(&data)
+        .arg("--attach")
+        .arg(&big));
+    assert_eq!(too_large.code, 1);
+    assert!(
+        too_large
+            .stderr
+            .contains("more than the profile's limit of 4096"),
+        "{}",
+        too_large.stderr
+    );
+    assert!(!dir.path().join("outbox").exists(), "nothing was written");
+}
+
+#[test]
+fn an_html_only_template_gets_a_readable_text_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SMALL.replace(
+        "text: \"Number {{ number }}.\"}",
+        "html: \"<p>Pay invoice <b>{{ number }}</b> on <a href=\\\"https://pay.example/{{ number }}\\\">the payment page</a>.</p>\"}",
+    );
+    let file = write(dir.path(), "c.yaml", &config);
+    let data = write(dir.path(), "data.json", r#"{"number": 12}"#);
+    let result = run(mailrules()
+        .args(["preview", "--config"])
+        .arg(&file)
+        .args([
+            "-a",
+            "shop",
+            "-u",
+            "clerk",
+            "-p",
+            "notice",
+            "--to",
+            "c@x.example",
+            "--data",
+        ])
+        .arg(&data));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(result.stdout.as_bytes())
+        .unwrap();
+    let text = parsed.body_text(0).unwrap();
+    assert!(
+        text.contains("Pay invoice") && text.contains("12"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the payment page") && text.contains("https://pay.example/12"),
+        "links stay readable: {text}"
+    );
+    assert!(parsed.body_html(0).unwrap().contains("<b>12</b>"));
+}

@@ -332,6 +332,13 @@ fn forty_messages_read_back_exactly_by_an_independent_parser() {
                 "{context}"
             );
         }
+        if case.body.contains("<b>") {
+            let html = got["html"].as_str().unwrap();
+            assert!(
+                html.contains("&lt;b&gt;not bold&lt;/b&gt; &amp; co"),
+                "{context}: data is escaped in HTML: {html}"
+            );
+        }
         let names: Vec<&str> = got["attachments"]
             .as_array()
             .unwrap()

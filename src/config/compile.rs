@@ -13,6 +13,9 @@ use super::raw::*;
 use super::source::SourceFile;
 use super::texts::{LevelTexts, Texts};
 
+/// Default largest message of a profile (providers accept 25 to 35 MB).
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
+
 /// A file that parsed and matched the schema.
 #[derive(Debug)]
 pub struct ParsedFile {
@@ -292,6 +295,12 @@ fn compile_profile(
             .as_ref()
             .map(|s| ctx.located(ctx.signature(s), &pointer_join(pointer, "signature"))),
         copy_to_sent,
+        inline_images: ctx.inline_images(
+            &raw.inline_images,
+            &pointer_join(pointer, "inline_images"),
+            out,
+        ),
+        max_message_bytes: raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         texts: Default::default(),
     };
     profile.texts = Texts::of_profile(&profile);
@@ -439,6 +448,7 @@ fn compile_template(
             .map(|h| ctx.located(h.clone(), &at("html"))),
         disclaimer: raw.disclaimer.as_ref().map(|d| ctx.signature(d)),
         attachments,
+        inline_images: ctx.inline_images(&raw.inline_images, &at("inline_images"), out),
         headers: raw
             .headers
             .iter()

@@ -238,6 +238,28 @@ impl<'a> FileCtx<'a> {
         )
     }
 
+    /// Images for the HTML part: files inside the configuration directory.
+    pub(super) fn inline_images(
+        &self,
+        raw: &[RawInlineImage],
+        pointer: &str,
+        out: &mut Diagnostics,
+    ) -> Vec<InlineImage> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let item = pointer_join(pointer, &i.to_string());
+                let path = self.path(&image.path);
+                self.require_file_inside(&path, &pointer_join(&item, "path"), out);
+                InlineImage {
+                    at: self.value_at(&item),
+                    path,
+                    cid: image.cid.clone(),
+                }
+            })
+            .collect()
+    }
+
     /// An attachment goes to customers: it must exist and stay inside the
     /// configuration's directory (no `../../etc/passwd`).
     pub(super) fn require_file_inside(&self, path: &Path, pointer: &str, out: &mut Diagnostics) {

@@ -56,8 +56,20 @@ pub struct Profile {
     pub html: Option<Located<bool>>,
     pub signature: Option<Located<Signature>>,
     pub copy_to_sent: Option<Located<CopyToSent>>,
+    /// Images for the HTML part (a logo in the signature).
+    pub inline_images: Vec<InlineImage>,
+    /// Largest message this profile sends.
+    pub max_message_bytes: u64,
     /// How these values read in explanations.
     pub texts: Texts,
+}
+
+/// An image the HTML part refers to as `cid:<cid>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InlineImage {
+    pub at: Location,
+    pub path: PathBuf,
+    pub cid: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,6 +224,8 @@ pub struct Template {
     pub sample_data: Option<Located<PathBuf>>,
     /// Extra headers (`X-...`, `List-Unsubscribe`, ...): name -> value template.
     pub headers: Vec<(String, Located<String>)>,
+    /// Images for the HTML part.
+    pub inline_images: Vec<InlineImage>,
     pub level_texts: LevelTexts,
 }
 

@@ -134,6 +134,16 @@ pub struct RawProfile {
     pub html: Option<bool>,
     pub signature: Option<RawSignature>,
     pub copy_to_sent: Option<RawCopyToSent>,
+    #[serde(default)]
+    pub inline_images: Vec<RawInlineImage>,
+    pub max_message_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInlineImage {
+    pub path: String,
+    pub cid: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +198,8 @@ pub struct RawTemplate {
     pub sample_data: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub inline_images: Vec<RawInlineImage>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! envelope. `preview`, `send` and the file transport all use these bytes.
 
 mod lint;
+mod locale;
 mod text;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Attachment, Body as MimeBody, Mailbox, Message, MultiPart, SinglePart};
 use serde_json::{Map, Value, json};
 
+use crate::config::InlineImage;
 use crate::resolve::Resolution;
 
 pub use lint::lint;
@@ -92,6 +94,8 @@ pub enum RenderError {
         #[source]
         error: std::io::Error,
     },
+    #[error("the message is {size} bytes, more than the profile's limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
     #[error("the message has no recipient")]
     NoRecipients,
     #[error("cannot build the message: {0}")]
@@ -115,6 +119,9 @@ impl RenderError {
                 "add `{variable}` to the data file (--data), or guard it with `{{% if {variable} is defined %}}`"
             )),
             RenderError::NoRecipients => Some("name at least one recipient with --to".into()),
+            RenderError::TooLarge { .. } => Some(
+                "send fewer or smaller attachments, or raise the profile's `max_message_bytes` if the server accepts more".into(),
+            ),
             RenderError::HeaderLineBreak { .. } => Some(
                 "a header is one line: check the data for line breaks; they can never add a header"
                     .into(),
@@ -204,8 +211,26 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
     }
     attachments.extend(input.attachments.iter().cloned());
 
+    // Images the HTML refers to by content id: the profile's (a signature
+    // logo) and the template's. Without an HTML part there is nothing to show them.
+    let mut images = Vec::new();
+    if bodies.html.is_some() {
+        for image in resolution
+            .profile
+            .inline_images
+            .iter()
+            .chain(&template.inline_images)
+        {
+            let content =
+                read_attachment(&image.path).map_err(|error| RenderError::Attachment {
+                    path: image.path.clone(),
+                    error,
+                })?;
+            images.push((image, content));
+        }
+    }
     let boundary = Boundaries::new(&message_id, &bodies);
-    let body = body_part(&bodies, &boundary);
+    let body = body_part(&bodies, &boundary, images);
     let message = if attachments.is_empty() {
         match body {
             Body::Single(part) => builder.singlepart(part),
@@ -223,6 +248,11 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         builder.multipart(mixed)
     }
     .map_err(|e| RenderError::Build(e.to_string()))?;
+    let size = message.formatted().len() as u64;
+    let limit = resolution.profile.max_message_bytes;
+    if size > limit {
+        return Err(RenderError::TooLarge { size, limit });
+    }
     Ok(Rendered {
         message,
         language,
@@ -318,6 +348,7 @@ enum Body {
 /// fixed Message-ID is byte-for-byte reproducible.
 struct Boundaries {
     alternative: String,
+    related: String,
     mixed: String,
 }
 
@@ -341,25 +372,43 @@ impl Boundaries {
                 };
                 Boundaries {
                     alternative: format!("=_alt_{token}"),
+                    related: format!("=_rel_{token}"),
                     mixed: format!("=_mix_{token}"),
                 }
             })
-            .find(|b| free(&b.alternative) && free(&b.mixed))
+            .find(|b| free(&b.alternative) && free(&b.related) && free(&b.mixed))
             .expect("a finite body leaves some boundary free")
     }
 }
 
-fn body_part(bodies: &Bodies, boundary: &Boundaries) -> Body {
+/// text, or alternative(text, html), or alternative(text, related(html,
+/// images)) when the HTML shows inline images.
+fn body_part(bodies: &Bodies, boundary: &Boundaries, images: Vec<(&InlineImage, Vec<u8>)>) -> Body {
     let text = SinglePart::plain(bodies.text.clone());
-    match &bodies.html {
-        None => Body::Single(text),
-        Some(html) => Body::Multi(
-            MultiPart::alternative()
-                .boundary(boundary.alternative.clone())
-                .singlepart(text)
-                .singlepart(SinglePart::html(html.clone())),
-        ),
+    let Some(html) = &bodies.html else {
+        return Body::Single(text);
+    };
+    let html = SinglePart::html(html.clone());
+    let alternative = MultiPart::alternative()
+        .boundary(boundary.alternative.clone())
+        .singlepart(text);
+    if images.is_empty() {
+        return Body::Multi(alternative.singlepart(html));
     }
+    let mut related = MultiPart::related()
+        .boundary(boundary.related.clone())
+        .singlepart(html);
+    for (image, content) in images {
+        let mime = mime_guess::from_path(&image.path).first_or_octet_stream();
+        let content_type = ContentType::parse(mime.essence_str()).unwrap_or_else(|_| {
+            ContentType::parse("application/octet-stream").expect("a valid type")
+        });
+        let body = MimeBody::new_with_encoding(content, ContentTransferEncoding::Base64)
+            .expect("base64 can encode any bytes");
+        related =
+            related.singlepart(Attachment::new_inline(image.cid.clone()).body(body, content_type));
+    }
+    Body::Multi(alternative.multipart(related))
 }
 
 fn attachment_part(attachment: FileAttachment) -> SinglePart {

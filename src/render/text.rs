@@ -114,6 +114,8 @@ fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     // `debug()` would print the whole template state into a customer's mail.
     env.remove_global("debug");
+    env.add_filter("amount", super::locale::amount);
+    env.add_filter("date", super::locale::date);
     env.set_formatter(format_value);
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
