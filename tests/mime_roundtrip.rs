@@ -335,7 +335,7 @@ fn forty_messages_read_back_exactly_by_an_independent_parser() {
         if case.body.contains("<b>") {
             let html = got["html"].as_str().unwrap();
             assert!(
-                html.contains("&lt;b&gt;not bold&lt;/b&gt; &amp; co"),
+                html.contains("&lt;b&gt;not bold&lt;&#x2f;b&gt; &amp; co"),
                 "{context}: data is escaped in HTML: {html}"
             );
         }
