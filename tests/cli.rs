@@ -721,50 +721,79 @@ fn a_null_in_the_data_is_a_missing_variable_not_none() {
 #[test]
 fn data_can_never_add_a_header_in_any_transport() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SMALL.replace(
-        "text: \"Number {{ number }}.\"}",
-        "text: \"Number {{ number }}.\", headers: {X-Reference: \"{{ reference }}\"}}",
+    let sendmail = write(
+        dir.path(),
+        "fake-sendmail",
+        &format!("#!/bin/sh\ncat > {}/sendmail-got\n", dir.path().display()),
     );
-    let file = write(dir.path(), "c.yaml", &config);
-    for (field, value) in [
-        ("number", "7\r\nBcc: victim@x.example"),
-        ("reference", "R1\nX-Injected: yes"),
-    ] {
-        let mut data = serde_json::json!({"number": "7", "reference": "R1"});
-        data[field] = value.into();
-        let data_file = write(dir.path(), "data.json", &data.to_string());
-        for command in ["preview", "send"] {
-            let result = run(mailrules()
-                .args([command, "--config"])
-                .arg(&file)
-                .args([
-                    "-a",
-                    "shop",
-                    "-u",
-                    "clerk",
-                    "-p",
-                    "notice",
-                    "--to",
-                    "c@x.example",
-                    "--data",
-                ])
-                .arg(&data_file));
-            assert_eq!(result.code, 1, "{command} {field}: {}", result.stderr);
-            assert!(
-                result.stderr.contains("header with a line break"),
-                "{}",
-                result.stderr
-            );
-            assert!(
-                result.stdout.is_empty(),
-                "nothing printed or sent: {}",
-                result.stdout
-            );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&sendmail)
+        .status()
+        .unwrap();
+    let transports = [
+        "file: {dir: outbox}".to_string(),
+        format!("sendmail: {{command: {}}}", sendmail.display()),
+        // Nothing listens here: a connection attempt would fail differently.
+        format!(
+            "smtp: {{host: 127.0.0.1, port: {}, security: none, allow_insecure: true}}",
+            free_port()
+        ),
+    ];
+    for transport in &transports {
+        let config = SMALL.replace("file: {dir: outbox}", transport).replace(
+            "text: \"Number {{ number }}.\"}",
+            "text: \"Number {{ number }}.\", headers: {X-Reference: \"{{ reference }}\"}}",
+        );
+        let file = write(dir.path(), "c.yaml", &config);
+        for (field, value) in [
+            ("number", "7\r\nBcc: victim@x.example"),
+            ("reference", "R1\nX-Injected: yes"),
+        ] {
+            let mut data = serde_json::json!({"number": "7", "reference": "R1"});
+            data[field] = value.into();
+            let data_file = write(dir.path(), "data.json", &data.to_string());
+            for command in ["preview", "send"] {
+                let result = run(mailrules()
+                    .args([command, "--config"])
+                    .arg(&file)
+                    .args([
+                        "-a",
+                        "shop",
+                        "-u",
+                        "clerk",
+                        "-p",
+                        "notice",
+                        "--to",
+                        "c@x.example",
+                        "--data",
+                    ])
+                    .arg(&data_file));
+                assert_eq!(
+                    result.code, 1,
+                    "{transport} {command} {field}: {}",
+                    result.stderr
+                );
+                assert!(
+                    result.stderr.contains("header with a line break"),
+                    "{transport}: {}",
+                    result.stderr
+                );
+                assert!(
+                    result.stdout.is_empty(),
+                    "nothing printed or sent: {}",
+                    result.stdout
+                );
+            }
         }
     }
     assert!(
         !dir.path().join("outbox").exists(),
         "the file transport wrote nothing"
+    );
+    assert!(
+        !dir.path().join("sendmail-got").exists(),
+        "sendmail was never run"
     );
 }
 

@@ -78,6 +78,17 @@ fn invoice_arrives_over_starttls_with_auth_and_bcc_only_in_the_envelope() {
         .expect("a Reply-To header");
     assert_eq!(reply_to.address(), Some("debiteuren@acme.nl"));
     assert!(parsed.bcc().is_none(), "no Bcc header");
+    let message_id = parsed.message_id().expect("a Message-ID");
+    assert!(
+        message_id.ends_with("@acme.nl"),
+        "on the sender's domain: {message_id}"
+    );
+    let date = String::from_utf8_lossy(&message.data);
+    assert!(
+        date.lines()
+            .any(|l| l.starts_with("Date: ") && l.trim_end().ends_with("+0000")),
+        "Date in UTC with its offset"
+    );
     let raw = String::from_utf8_lossy(&message.data).to_lowercase();
     assert!(
         !raw.contains("archief@acme.nl"),
