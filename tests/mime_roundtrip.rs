@@ -327,9 +327,11 @@ fn forty_messages_read_back_exactly_by_an_independent_parser() {
                 "{context}: a template without html gives text only"
             );
         } else {
+            let html = got["html"].as_str().unwrap();
+            assert!(html.starts_with("<p>"), "{context}");
             assert!(
-                got["html"].as_str().unwrap().starts_with("<p>"),
-                "{context}"
+                html.contains("<div class=\"signature\">Grüße – l’équipe</div>"),
+                "{context}: the text signature, escaped into the HTML part: {html}"
             );
         }
         if case.body.contains("<b>") {
