@@ -286,3 +286,116 @@ fn an_untrusted_certificate_is_refused() {
     );
     assert!(server.received().is_empty());
 }
+
+/// Sends the invoice through a server started with scripted refusals.
+fn send_to(server: &SmtpServer, override_text: Option<&str>) -> Run {
+    let override_file = match override_text {
+        Some(text) => {
+            let path = server.dir.path().join("custom.yaml");
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+        None => server.override_file("starttls", "TEST_RELAY_PASSWORD"),
+    };
+    run(mailrules()
+        .args([
+            "send",
+            "--config",
+            EXAMPLE,
+            "-a",
+            "acme-nl",
+            "-u",
+            "anna",
+            "-p",
+            "sales_invoice",
+        ])
+        .args([
+            "--to",
+            "klant@example.com",
+            "--data",
+            &format!("{DATA}/sales_invoice.json"),
+        ])
+        .arg("--transport-override")
+        .arg(&override_file)
+        .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD))
+}
+
+#[test]
+fn failures_are_classified_with_the_reply_and_a_hint() {
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &[
+                "--auth-reply",
+                "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant",
+            ],
+            "permanent",
+            "enable Authenticated SMTP",
+        ),
+        (
+            &[
+                "--mail-reply",
+                "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+            ],
+            "permanent",
+            "grant it Send As",
+        ),
+        (
+            &[
+                "--rcpt-reply",
+                "451 4.3.0 Mail server temporarily rejected message",
+            ],
+            "temporary",
+            "sent again later",
+        ),
+    ];
+    for (args, kind, hint) in cases {
+        let server = SmtpServer::start_with("starttls", args);
+        let result = send_to(&server, None);
+        assert_eq!(result.code, 1, "{args:?}");
+        assert!(result.stderr.contains(kind), "{args:?}: {}", result.stderr);
+        assert!(
+            result.stderr.contains(&args[1][..9]),
+            "the server's reply is shown: {}",
+            result.stderr
+        );
+        assert!(result.stderr.contains(hint), "{args:?}: {}", result.stderr);
+        assert!(server.received().is_empty(), "nothing was delivered");
+    }
+}
+
+#[test]
+fn a_login_the_server_requires_is_explained() {
+    let server = SmtpServer::start("starttls");
+    let no_auth = format!(
+        "smtp: {{host: localhost, port: {}, security: starttls, ca_file: {}}}\n",
+        server.port,
+        server.ca_file().display()
+    );
+    let result = send_to(&server, Some(&no_auth));
+    assert_eq!(result.code, 1);
+    assert!(result.stderr.contains("530"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("add `auth:` to the profile"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn implicit_tls_against_a_starttls_port_is_explained() {
+    let server = SmtpServer::start("starttls");
+    let wrong_mode = format!(
+        "smtp: {{host: localhost, port: {}, security: tls, ca_file: {}, timeout_seconds: 5}}\n",
+        server.port,
+        server.ca_file().display()
+    );
+    let result = send_to(&server, Some(&wrong_mode));
+    assert_eq!(result.code, 1);
+    assert!(
+        result
+            .stderr
+            .contains("the TLS mode may not match the port"),
+        "{}",
+        result.stderr
+    );
+}

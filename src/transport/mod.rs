@@ -43,18 +43,51 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// What to check, for the failures mail admins meet again and again.
     pub fn hint(&self) -> Option<String> {
-        match self {
-            SendError::Secret(e) => Some(e.hint()),
-            SendError::Rejected { reply, .. } if reply.starts_with("535") => {
-                Some("the server refused the login: check the account's user name and password".into())
-            }
-            SendError::Connection(message) if message.contains("certificate") || message.contains("tls") => Some(
-                "check `security` (starttls for port 587, tls for 465) and, for a private server, `ca_file`".into(),
-            ),
-            _ => None,
-        }
+        let hint = match self {
+            SendError::Secret(e) => return Some(e.hint()),
+            SendError::Rejected { reply, .. } => rejection_hint(reply)?,
+            SendError::Connection(message) => connection_hint(message)?,
+            SendError::Local(_) => return None,
+        };
+        Some(hint.to_string())
     }
+}
+
+fn rejection_hint(reply: &str) -> Option<&'static str> {
+    let has = |code: &str| reply.contains(code);
+    Some(if has("5.7.139") {
+        "SMTP AUTH is disabled for this Microsoft 365 tenant or mailbox: enable Authenticated SMTP for the mailbox (or the tenant), or use OAuth"
+    } else if has("5.7.60") || has("5.2.252") || reply.contains("SendAsDenied") {
+        "the login has no right to send as this sender: grant it Send As on the sender's mailbox, or send from the login's own address"
+    } else if reply.starts_with("535") {
+        "the server refused the login: check the account's user name and password"
+    } else if reply.starts_with("530") {
+        "the server wants a login: add `auth:` to the profile (over STARTTLS or TLS)"
+    } else if reply.starts_with('4') {
+        "a temporary refusal: the same message may be sent again later"
+    } else {
+        return None;
+    })
+}
+
+fn connection_hint(message: &str) -> Option<&'static str> {
+    let message = message.to_ascii_lowercase();
+    Some(if message.contains("certificate") {
+        "the server's certificate is not trusted: for a private server, add its CA as `ca_file`"
+    } else if message.contains("tls")
+        || message.contains("corrupt")
+        || message.contains("invalidcontenttype")
+    {
+        "the TLS mode may not match the port: `security: starttls` for port 587, `security: tls` for port 465"
+    } else if message.contains("timed out") || message.contains("temporarily unavailable") {
+        "no answer in time: on port 465 the server waits for TLS first (`security: tls`); otherwise check the host, port and firewall"
+    } else if message.contains("refused") {
+        "nothing listens there: check `host` and `port`"
+    } else {
+        return None;
+    })
 }
 
 /// Sends one message.

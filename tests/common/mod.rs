@@ -85,6 +85,11 @@ pub const SMTP_PASSWORD: &str = "correct-horse-42";
 impl SmtpServer {
     /// `security`: `starttls` or `tls`.
     pub fn start(security: &str) -> SmtpServer {
+        SmtpServer::start_with(security, &[])
+    }
+
+    /// With extra arguments of the server script (scripted replies).
+    pub fn start_with(security: &str, extra: &[&str]) -> SmtpServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let child = Command::new("/usr/bin/python3")
@@ -98,6 +103,7 @@ impl SmtpServer {
                 SMTP_USER,
             ])
             .args(["--password-env", "TEST_SMTP_PASSWORD"])
+            .args(extra)
             .arg("--spool")
             .arg(dir.path().join("spool"))
             .arg("--cert-dir")

@@ -51,12 +51,27 @@ def make_certificate(cert_dir):
 class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
-    def __init__(self, directory, implicit_tls):
+    def __init__(self, directory, implicit_tls, replies):
         self.directory = directory
+        self.replies = replies
         self.implicit_tls = implicit_tls
         self.lock = threading.Lock()
         self.count = 0
         os.makedirs(directory, exist_ok=True)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.replies.get("mail"):
+            return self.replies["mail"]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.replies.get("rcpt"):
+            return self.replies["rcpt"]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -79,15 +94,17 @@ class Spool:
         return "250 2.0.0 Ok: queued as %06d" % number
 
 
-def authenticator(user, password):
+def authenticator(user, password, reject_with=None):
     def check(server, session, envelope, mechanism, auth_data):
         ok = (
-            isinstance(auth_data, LoginPassword)
+            reject_with is None
+            and isinstance(auth_data, LoginPassword)
             and auth_data.login.decode() == user
             and auth_data.password.decode() == password
         )
-        # handled=False: aiosmtpd then answers 235 or 535 itself.
-        return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None)
+        # handled=False: aiosmtpd then answers 235, or 535 (or reject_with).
+        return AuthResult(success=ok, handled=False, message=None if ok else reject_with,
+                          auth_data=auth_data.login.decode() if ok else None)
     return check
 
 
@@ -102,11 +119,16 @@ def main():
     parser.add_argument("--cert-dir", required=True)
     parser.add_argument("--security", choices=["starttls", "tls"], default="starttls")
     parser.add_argument("--user", required=True)
+    # Scripted refusals, for the error-classification tests.
+    parser.add_argument("--auth-reply", help="reply to every AUTH, e.g. '535 5.7.139 ...'")
+    parser.add_argument("--mail-reply", help="reply to MAIL FROM, e.g. '550 5.7.60 ...'")
+    parser.add_argument("--rcpt-reply", help="reply to RCPT TO, e.g. '451 4.3.0 ...'")
     parser.add_argument("--password-env", required=True,
                         help="environment variable holding the accepted password")
     args = parser.parse_args()
 
     password = os.environ[args.password_env]
+    replies = {"mail": args.mail_reply, "rcpt": args.rcpt_reply}
     cert, key = make_certificate(args.cert_dir)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -114,14 +136,14 @@ def main():
     common = dict(
         hostname="127.0.0.1",
         port=args.port,
-        authenticator=authenticator(args.user, password),
+        authenticator=authenticator(args.user, password, args.auth_reply),
         auth_required=True,
         server_hostname="localhost",
     )
     if args.security == "starttls":
-        controller = Controller(Spool(args.spool, False), tls_context=context, require_starttls=True, **common)
+        controller = Controller(Spool(args.spool, False, replies), tls_context=context, require_starttls=True, **common)
     else:
-        controller = Controller(Spool(args.spool, True), ssl_context=context, auth_require_tls=False, **common)
+        controller = Controller(Spool(args.spool, True, replies), ssl_context=context, auth_require_tls=False, **common)
     controller.start()
     print("listening on 127.0.0.1:%d (%s)" % (args.port, args.security), flush=True)
 
