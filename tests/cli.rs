@@ -901,3 +901,38 @@ fn an_html_only_template_gets_a_readable_text_part() {
     );
     assert!(parsed.body_html(0).unwrap().contains("<b>12</b>"));
 }
+
+#[test]
+fn check_tries_file_and_sendmail_transports_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SMALL.replace(
+        "profiles:\n",
+        "profiles:\n  mta:\n    sendmail: {command: /nonexistent/sendmail}\n    from: mta@x.example\n",
+    );
+    let file = write(dir.path(), "c.yaml", &config);
+    let result = run(mailrules().args(["check", "--config"]).arg(&file));
+    assert_eq!(result.code, 1, "{}", result.stdout);
+    assert!(
+        result
+            .stdout
+            .contains("FAIL  mta  sendmail /nonexistent/sendmail"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stdout.contains("ok    out  file "),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        dir.path().join("outbox").is_dir(),
+        "the pickup directory exists now"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .count(),
+        0,
+        "and holds nothing"
+    );
+}

@@ -399,3 +399,55 @@ fn implicit_tls_against_a_starttls_port_is_explained() {
         result.stderr
     );
 }
+
+#[test]
+fn check_logs_in_without_sending_and_reports_per_profile() {
+    let server = SmtpServer::start("starttls");
+    let override_file = server.override_file("starttls", "TEST_RELAY_PASSWORD");
+    let check = |password: &str, profile: Option<&str>| {
+        let mut command = mailrules();
+        command
+            .args(["check", "--config", EXAMPLE])
+            .arg("--transport-override")
+            .arg(&override_file);
+        if let Some(profile) = profile {
+            command.args(["--profile", profile]);
+        }
+        run(command.env("TEST_RELAY_PASSWORD", password))
+    };
+    let ok = check(SMTP_PASSWORD, None);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert_eq!(
+        ok.stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{}",
+        ok.stdout
+    );
+    assert!(
+        ok.stdout.contains(&format!("login `{SMTP_USER}` accepted")),
+        "{}",
+        ok.stdout
+    );
+    assert!(server.received().is_empty(), "check sends nothing");
+
+    let wrong = check("wrong", Some("billing"));
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stdout.starts_with("FAIL  billing"),
+        "{}",
+        wrong.stdout
+    );
+    assert!(
+        wrong.stdout.contains("535") && wrong.stdout.contains("hint:"),
+        "{}",
+        wrong.stdout
+    );
+
+    let unknown = check(SMTP_PASSWORD, Some("biling"));
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("did you mean `billing`?"),
+        "{}",
+        unknown.stderr
+    );
+}

@@ -3,6 +3,7 @@
 //! name, rejected mail), 2 usage or I/O error.
 
 mod args;
+mod check;
 pub(crate) mod explain;
 mod explain_all;
 mod plan;
@@ -73,6 +74,15 @@ pub enum Command {
         #[arg(long)]
         exit_zero: bool,
     },
+    /// Try every profile's transport without sending: connect, TLS, login.
+    Check {
+        /// Only this profile.
+        #[arg(long, value_name = "ID")]
+        profile: Option<String>,
+        /// A file with one transport block that replaces every profile's.
+        #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+        transport_override: Option<PathBuf>,
+    },
     /// Run config unit tests: expected resolutions and stored previews.
     Test {
         /// Test files, or directories of them.
@@ -135,7 +145,10 @@ pub enum CliError {
 
 /// Errors of a file named on the command line are about that file, not
 /// about the configuration.
-fn file_error(what: &'static str, path: &std::path::Path) -> impl FnOnce(LoadError) -> CliError {
+pub(crate) fn file_error(
+    what: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(LoadError) -> CliError {
     move |error| match error {
         LoadError::Invalid { diagnostics } => CliError::InvalidFile {
             what,
@@ -200,6 +213,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             format,
             exit_zero,
         } => plan::run(&source, &base, format, exit_zero),
+        Command::Check {
+            profile,
+            transport_override,
+        } => check::run(&source, profile.as_deref(), transport_override.as_deref()),
         Command::Test {
             paths,
             update_snapshots,

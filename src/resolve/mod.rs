@@ -169,7 +169,7 @@ impl ResolveError {
     }
 }
 
-pub(crate) fn unknown<'a>(
+pub fn unknown<'a>(
     what: &'static str,
     name: &str,
     known: impl Iterator<Item = &'a String>,

@@ -8,8 +8,10 @@ mod smtp;
 
 use lettre::address::Envelope;
 
-use crate::config::Transport;
+use crate::config::{Account, Transport};
+
 use crate::resolve::Effective;
+use smtp::SmtpDeliver;
 
 pub use secret::{SecretError, read_secret};
 
@@ -95,12 +97,51 @@ pub trait Deliver {
     fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError>;
 }
 
+/// Checks that a transport can be used, without sending anything: SMTP
+/// connects, negotiates TLS and logs in; sendmail's command is an
+/// executable file; a file transport's directory can be written.
+pub fn check(transport: &Transport, account: Option<&Account>) -> Result<String, SendError> {
+    match transport {
+        Transport::Smtp(smtp) => {
+            SmtpDeliver::new(smtp, account)?.check()?;
+            Ok(match account {
+                Some(account) => format!("connected, login `{}` accepted", account.username),
+                None => "connected (no login configured)".into(),
+            })
+        }
+        Transport::Sendmail(s) => {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = std::fs::metadata(&s.command)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if executable {
+                Ok(format!("`{}` is executable", s.command.display()))
+            } else {
+                Err(SendError::Local(format!(
+                    "`{}` is not an executable file",
+                    s.command.display()
+                )))
+            }
+        }
+        Transport::File(f) => {
+            let probe = f
+                .dir
+                .join(format!(".mailrules-check-{}", uuid::Uuid::new_v4()));
+            let writable = std::fs::create_dir_all(&f.dir)
+                .and_then(|()| std::fs::write(&probe, b""))
+                .and_then(|()| std::fs::remove_file(&probe));
+            writable
+                .map(|()| format!("`{}` is writable", f.dir.display()))
+                .map_err(|e| {
+                    SendError::Local(format!("cannot write to `{}`: {e}", f.dir.display()))
+                })
+        }
+    }
+}
+
 /// The transport a resolution selected, with its account.
 pub fn connect(effective: &Effective) -> Result<Box<dyn Deliver>, SendError> {
     Ok(match effective.transport.as_ref() {
-        Transport::Smtp(smtp) => {
-            Box::new(smtp::SmtpDeliver::new(smtp, effective.account.as_deref())?)
-        }
+        Transport::Smtp(smtp) => Box::new(SmtpDeliver::new(smtp, effective.account.as_deref())?),
         Transport::Sendmail(s) => Box::new(sendmail::SendmailDeliver::new(s)),
         Transport::File(f) => Box::new(file::FileDeliver::new(f)),
     })

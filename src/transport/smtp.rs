@@ -62,6 +62,21 @@ fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, SendError> {
         .map_err(|e| SendError::Local(format!("cannot set up TLS: {e}")))
 }
 
+impl SmtpDeliver {
+    /// Connects, negotiates TLS and logs in (when an account is set), then
+    /// quits: nothing is sent.
+    pub fn check(&self) -> Result<(), SendError> {
+        match self.transport.test_connection() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SendError::Connection(format!(
+                "{}: the server closed the connection",
+                self.server
+            ))),
+            Err(error) => Err(classify(&self.server, &error)),
+        }
+    }
+}
+
 impl Deliver for SmtpDeliver {
     fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError> {
         // lettre ends DATA with "\r\n.\r\n"; that first CRLF ends our last

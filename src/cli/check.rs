@@ -1,0 +1,60 @@
+//! `mailrules check [--profile ID]`: tries every profile's transport
+//! (connect, TLS, login) without sending mail, and reports per profile.
+
+use std::path::Path;
+
+use crate::config::{self, Located, Transport, texts};
+use crate::load;
+use crate::resolve::unknown;
+use crate::transport;
+
+use super::{CliError, ConfigSource, report};
+
+pub fn run(
+    source: &ConfigSource,
+    profile: Option<&str>,
+    transport_override: Option<&Path>,
+) -> Result<u8, CliError> {
+    let loaded = load::load(&source.path, source.options)?;
+    let config = &loaded.config;
+    let over: Option<Located<Transport>> = match transport_override {
+        Some(file) => Some(
+            config::load_transport_override(file, source.options)
+                .map_err(super::file_error("transport override", file))?,
+        ),
+        None => None,
+    };
+    let profiles: Vec<_> = match profile {
+        Some(id) => vec![
+            config
+                .profiles
+                .get(id)
+                .ok_or_else(|| unknown("profile", id, config.profiles.keys()))?,
+        ],
+        None => config.profiles.values().collect(),
+    };
+    let mut failed = 0;
+    for profile in profiles {
+        let transport = over.as_ref().map_or(&profile.transport.value, |o| &o.value);
+        let account = match transport {
+            Transport::Smtp(smtp) => smtp.auth.as_ref().map(|a| &a.value),
+            _ => None,
+        };
+        let summary = texts::transport(transport);
+        match transport::check(transport, account) {
+            Ok(outcome) => println!("ok    {}  {summary}: {outcome}", profile.id),
+            Err(error) => {
+                failed += 1;
+                println!(
+                    "FAIL  {}  {summary}: {}",
+                    profile.id,
+                    report::one_line(&error.to_string())
+                );
+                if let Some(hint) = error.hint() {
+                    println!("      hint: {hint}");
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
