@@ -936,3 +936,50 @@ fn check_tries_file_and_sendmail_transports_too() {
         "and holds nothing"
     );
 }
+
+#[test]
+fn sendmail_exit_codes_say_temporary_or_permanent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "data.json", r#"{"number": 3}"#);
+    for (code, kind) in [(75, "temporary"), (67, "permanent")] {
+        let script = write(
+            dir.path(),
+            &format!("mta-{code}"),
+            &format!("#!/bin/sh\ncat > /dev/null\necho 'queue says no' >&2\nexit {code}\n"),
+        );
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap();
+        let config = SMALL.replace(
+            "file: {dir: outbox}",
+            &format!("sendmail: {{command: {}}}", script.display()),
+        );
+        let file = write(dir.path(), "c.yaml", &config);
+        let result = run(mailrules()
+            .args(["send", "--config"])
+            .arg(&file)
+            .args([
+                "-a",
+                "shop",
+                "-u",
+                "clerk",
+                "-p",
+                "notice",
+                "--to",
+                "c@x.example",
+                "--data",
+            ])
+            .arg(&data));
+        assert_eq!(result.code, 1);
+        assert!(result.stderr.contains(kind), "{code}: {}", result.stderr);
+        assert!(
+            result
+                .stderr
+                .contains(&format!("exited with {code}: queue says no")),
+            "{}",
+            result.stderr
+        );
+    }
+}
