@@ -14,6 +14,37 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs `command` for SMALL's one context (shop, clerk, notice) to c@x.example.
+fn run_small(command: &str, config: &Path, data: &Path) -> Run {
+    run(mailrules()
+        .args([command, "--config"])
+        .arg(config)
+        .args([
+            "-a",
+            "shop",
+            "-u",
+            "clerk",
+            "-p",
+            "notice",
+            "--to",
+            "c@x.example",
+            "--data",
+        ])
+        .arg(data))
+}
+
+/// Writes a shell script and makes it executable (a fake MTA).
+fn executable(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = write(dir, name, text);
+    let status = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
 const SMALL: &str = r#"
 system: {profile: out, default_language: en, languages: [en], processes: [notice]}
 profiles:
@@ -324,7 +355,7 @@ fn file_transport_writes_the_message_and_its_envelope() {
 #[test]
 fn sendmail_gets_recipients_as_arguments_never_dash_t() {
     let dir = tempfile::tempdir().unwrap();
-    let script = write(
+    let script = executable(
         dir.path(),
         "fake-sendmail",
         &format!(
@@ -332,32 +363,13 @@ fn sendmail_gets_recipients_as_arguments_never_dash_t() {
             dir.path().display()
         ),
     );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
     let config = SMALL.replace(
         "file: {dir: outbox}",
         &format!("sendmail: {{command: {}}}", script.display()),
     );
     let file = write(dir.path(), "c.yaml", &config);
     let data = write(dir.path(), "data.json", r#"{"number": 8}"#);
-    let result = run(mailrules()
-        .args(["send", "--config"])
-        .arg(&file)
-        .args([
-            "-a",
-            "shop",
-            "-u",
-            "clerk",
-            "-p",
-            "notice",
-            "--to",
-            "c@x.example",
-        ])
-        .arg("--data")
-        .arg(&data));
+    let result = run_small("send", &file, &data);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
     let args: Vec<&str> = args.lines().collect();
@@ -721,16 +733,11 @@ fn a_null_in_the_data_is_a_missing_variable_not_none() {
 #[test]
 fn data_can_never_add_a_header_in_any_transport() {
     let dir = tempfile::tempdir().unwrap();
-    let sendmail = write(
+    let sendmail = executable(
         dir.path(),
         "fake-sendmail",
         &format!("#!/bin/sh\ncat > {}/sendmail-got\n", dir.path().display()),
     );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&sendmail)
-        .status()
-        .unwrap();
     let transports = [
         "file: {dir: outbox}".to_string(),
         format!("sendmail: {{command: {}}}", sendmail.display()),
@@ -754,21 +761,7 @@ fn data_can_never_add_a_header_in_any_transport() {
             data[field] = value.into();
             let data_file = write(dir.path(), "data.json", &data.to_string());
             for command in ["preview", "send"] {
-                let result = run(mailrules()
-                    .args([command, "--config"])
-                    .arg(&file)
-                    .args([
-                        "-a",
-                        "shop",
-                        "-u",
-                        "clerk",
-                        "-p",
-                        "notice",
-                        "--to",
-                        "c@x.example",
-                        "--data",
-                    ])
-                    .arg(&data_file));
+                let result = run_small(command, &file, &data_file);
                 assert_eq!(
                     result.code, 1,
                     "{transport} {command} {field}: {}",
@@ -871,21 +864,7 @@ fn an_html_only_template_gets_a_readable_text_part() {
     );
     let file = write(dir.path(), "c.yaml", &config);
     let data = write(dir.path(), "data.json", r#"{"number": 12}"#);
-    let result = run(mailrules()
-        .args(["preview", "--config"])
-        .arg(&file)
-        .args([
-            "-a",
-            "shop",
-            "-u",
-            "clerk",
-            "-p",
-            "notice",
-            "--to",
-            "c@x.example",
-            "--data",
-        ])
-        .arg(&data));
+    let result = run_small("preview", &file, &data);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let parsed = mail_parser::MessageParser::default()
         .parse(result.stdout.as_bytes())
@@ -942,36 +921,17 @@ fn sendmail_exit_codes_say_temporary_or_permanent() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), "data.json", r#"{"number": 3}"#);
     for (code, kind) in [(75, "temporary"), (67, "permanent")] {
-        let script = write(
+        let script = executable(
             dir.path(),
             &format!("mta-{code}"),
             &format!("#!/bin/sh\ncat > /dev/null\necho 'queue says no' >&2\nexit {code}\n"),
         );
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&script)
-            .status()
-            .unwrap();
         let config = SMALL.replace(
             "file: {dir: outbox}",
             &format!("sendmail: {{command: {}}}", script.display()),
         );
         let file = write(dir.path(), "c.yaml", &config);
-        let result = run(mailrules()
-            .args(["send", "--config"])
-            .arg(&file)
-            .args([
-                "-a",
-                "shop",
-                "-u",
-                "clerk",
-                "-p",
-                "notice",
-                "--to",
-                "c@x.example",
-                "--data",
-            ])
-            .arg(&data));
+        let result = run_small("send", &file, &data);
         assert_eq!(result.code, 1);
         assert!(result.stderr.contains(kind), "{code}: {}", result.stderr);
         assert!(
