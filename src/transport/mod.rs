@@ -40,6 +40,10 @@ pub enum SendError {
     /// No answer: connection, TLS or timeout problems.
     #[error("{0}")]
     Connection(String),
+    /// The connection failed after the whole message was sent: it may have
+    /// been delivered. Never retried automatically.
+    #[error("{0}")]
+    Uncertain(String),
     #[error("{0}")]
     Local(String),
 }
@@ -51,6 +55,9 @@ impl SendError {
             SendError::Secret(e) => return Some(e.hint()),
             SendError::Rejected { reply, .. } => rejection_hint(reply)?,
             SendError::Connection(message) => connection_hint(message)?,
+            SendError::Uncertain(_) => {
+                "look for the Message-ID in the recipient's mailbox or the server's log before sending it again"
+            }
             SendError::Local(_) => return None,
         };
         Some(hint.to_string())

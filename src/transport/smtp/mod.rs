@@ -1,0 +1,238 @@
+//! SMTP with lettre's client: STARTTLS (required, never a plaintext
+//! fallback), implicit TLS or none; rustls with system roots plus an
+//! optional CA file. Connections are kept open between messages (a pool),
+//! and a kept connection that the server closed while idle is replaced,
+//! with one retry, only when the message cannot have reached the server.
+
+mod session;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+
+use crate::config::{Account, Security, Smtp};
+
+use super::{Deliver, Outgoing, Receipt, SendError, read_secret};
+use session::{Failure, Stage};
+
+/// Idle connections kept per transport: more than any batch runs at once.
+const MAX_IDLE: usize = 64;
+
+pub struct SmtpDeliver {
+    server: String,
+    host: String,
+    port: u16,
+    security: Security,
+    tls: Option<TlsParameters>,
+    hello_name: ClientId,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+    idle: Mutex<Vec<SmtpConnection>>,
+}
+
+impl SmtpDeliver {
+    pub fn new(smtp: &Smtp, account: Option<&Account>) -> Result<Self, SendError> {
+        let tls = match smtp.security {
+            Security::None => None,
+            Security::Starttls | Security::Tls => Some(tls_parameters(smtp)?),
+        };
+        let credentials = match account {
+            Some(account) => Some(Credentials::new(
+                account.username.clone(),
+                read_secret(&account.password)?,
+            )),
+            None => None,
+        };
+        Ok(SmtpDeliver {
+            server: format!("{}:{}", smtp.host, smtp.port),
+            host: smtp.host.clone(),
+            port: smtp.port,
+            security: smtp.security,
+            tls,
+            hello_name: smtp
+                .hello_name
+                .clone()
+                .map_or_else(ClientId::default, ClientId::Domain),
+            timeout: smtp.timeout,
+            credentials,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new connection: TCP (and TLS for `tls`), EHLO, STARTTLS for
+    /// `starttls`, then the login.
+    fn open(&self) -> Result<SmtpConnection, lettre::transport::smtp::Error> {
+        let wrapper = match self.security {
+            Security::Tls => self.tls.as_ref(),
+            Security::Starttls | Security::None => None,
+        };
+        let mut connection = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &self.hello_name,
+            wrapper,
+            None,
+        )?;
+        if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
+            // lettre fails when the server does not offer STARTTLS: no
+            // silent plaintext downgrade.
+            connection.starttls(tls, &self.hello_name)?;
+        }
+        if let Some(credentials) = &self.credentials {
+            let result = connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
+            if let Err(error) = result {
+                connection.abort();
+                return Err(error);
+            }
+        }
+        Ok(connection)
+    }
+
+    /// A kept connection, if one is idle.
+    fn take_idle(&self) -> Option<SmtpConnection> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn keep(&self, connection: SmtpConnection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(connection);
+        }
+    }
+
+    /// Sends on `connection`; keeps it for the next message when the
+    /// server is still in step with us.
+    fn send_on(
+        &self,
+        mut connection: SmtpConnection,
+        message: Outgoing<'_>,
+    ) -> Result<Receipt, Failure> {
+        // lettre ends DATA with "\r\n.\r\n"; that first CRLF ends our last
+        // line, so the server stores exactly the bytes preview shows.
+        let bytes = message.bytes.strip_suffix(b"\r\n").unwrap_or(message.bytes);
+        match session::transmit(&mut connection, message.envelope, bytes) {
+            Ok(response) => {
+                self.keep(connection);
+                Ok(Receipt {
+                    reply: format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    ),
+                })
+            }
+            Err(failure) => {
+                if failure.connection_usable() && session::reset(&mut connection) {
+                    self.keep(connection);
+                } else {
+                    connection.abort();
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Connects, negotiates TLS and logs in (when an account is set), then
+    /// quits: nothing is sent.
+    pub fn check(&self) -> Result<(), SendError> {
+        let mut connection = self.open().map_err(|e| classify(&self.server, &e))?;
+        connection
+            .quit()
+            .map(drop)
+            .map_err(|e| classify(&self.server, &e))
+    }
+}
+
+impl Drop for SmtpDeliver {
+    /// Says goodbye on the kept connections, as a polite client does.
+    fn drop(&mut self) {
+        if let Ok(idle) = self.idle.get_mut() {
+            for mut connection in idle.drain(..) {
+                let _ = connection.quit();
+            }
+        }
+    }
+}
+
+fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, SendError> {
+    let mut builder = TlsParameters::builder(smtp.host.clone());
+    if let Some(path) = &smtp.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            SendError::Local(format!("cannot read CA file `{}`: {e}", path.display()))
+        })?;
+        let certificate = Certificate::from_pem(&pem).map_err(|e| {
+            SendError::Local(format!(
+                "CA file `{}` is not a PEM certificate: {e}",
+                path.display()
+            ))
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| SendError::Local(format!("cannot set up TLS: {e}")))
+}
+
+impl Deliver for SmtpDeliver {
+    fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError> {
+        let fail = |failure: Failure| self.describe(failure);
+        if let Some(kept) = self.take_idle() {
+            match self.send_on(kept, message) {
+                // The server closed the kept connection (idle timeout,
+                // restart) before it could have the message: one retry on
+                // a new connection.
+                Err(failure) if failure.connection_lost() && failure.stage != Stage::AfterEndOfData => {}
+                result => return result.map_err(fail),
+            }
+        }
+        let connection = self.open().map_err(|e| classify(&self.server, &e))?;
+        self.send_on(connection, message).map_err(fail)
+    }
+}
+
+impl SmtpDeliver {
+    fn describe(&self, failure: Failure) -> SendError {
+        match failure.stage {
+            Stage::AfterEndOfData if failure.connection_lost() => SendError::Uncertain(format!(
+                "{}: the whole message was sent but no reply came ({}); the server may have accepted it, so it was not sent again",
+                self.server,
+                describe_chain(&failure.error)
+            )),
+            _ => classify(&self.server, &failure.error),
+        }
+    }
+}
+
+/// A server reply becomes `Rejected` with its code and text; everything
+/// else is a connection problem, described with its whole cause chain.
+fn classify(server: &str, error: &lettre::transport::smtp::Error) -> SendError {
+    use std::error::Error as _;
+    match error.status() {
+        Some(code) if error.is_permanent() || error.is_transient() => SendError::Rejected {
+            permanent: error.is_permanent(),
+            reply: match error.source() {
+                Some(text) => format!("{code} {text}"),
+                None => code.to_string(),
+            },
+        },
+        _ => {
+            SendError::Connection(format!("{server}: {}", describe_chain(error)))
+        }
+    }
+}
+
+/// lettre's message includes the first cause; this adds the deeper ones.
+fn describe_chain(error: &lettre::transport::smtp::Error) -> String {
+    use std::error::Error as _;
+    let mut message = error.to_string();
+    let mut cause = error.source().and_then(|first| first.source());
+    while let Some(inner) = cause {
+        message.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    message
+}
