@@ -92,17 +92,17 @@ pub struct MessageArgs {
     pub message_id: Option<String>,
 }
 
-fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+pub(super) fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
     crate::config::parse_mailbox(text).map_err(|e| format!("{}; {}", e.message, e.hint))
 }
 
-fn parse_date(text: &str) -> Result<std::time::SystemTime, String> {
+pub(super) fn parse_date(text: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339(text).map_err(|e| format!("{e}; write e.g. 2026-12-01T09:00:00Z"))
 }
 
 /// `<left@right>`: both sides non-empty, printable ASCII, one `@`, no
 /// brackets inside.
-fn parse_message_id(text: &str) -> Result<String, String> {
+pub(super) fn parse_message_id(text: &str) -> Result<String, String> {
     let inner = text.strip_prefix('<').and_then(|t| t.strip_suffix('>'));
     let valid = inner.is_some_and(|inner| {
         let parts: Vec<&str> = inner.split('@').collect();
@@ -122,7 +122,7 @@ fn parse_message_id(text: &str) -> Result<String, String> {
 }
 
 /// A language tag such as `nl` or `nl-BE` (the schema's pattern).
-fn parse_language(text: &str) -> Result<String, String> {
+pub(super) fn parse_language(text: &str) -> Result<String, String> {
     let mut parts = text.split('-');
     let primary = parts.next().unwrap_or_default();
     let valid = (2..=3).contains(&primary.len())
@@ -198,5 +198,99 @@ impl ExplainArgs {
             profile: self.expect_profile.clone(),
             from: self.expect_from.clone(),
         }
+    }
+}
+
+/// `send`: one message from flags (like preview), or `--batch` of them.
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    /// Administration (company) the message is sent for.
+    #[arg(long, short = 'a', required_unless_present = "batch")]
+    pub administration: Option<String>,
+    /// User on whose behalf the message is sent.
+    #[arg(long, short = 'u', required_unless_present = "batch")]
+    pub user: Option<String>,
+    /// Business process, e.g. `sales_invoice`; the language table picks the template.
+    #[arg(long, short = 'p', conflicts_with = "template")]
+    pub process: Option<String>,
+    /// Language of the message (with --process).
+    #[arg(long, short = 'l', requires = "process", value_parser = parse_language)]
+    pub language: Option<String>,
+    /// Use this template instead of the language table.
+    #[arg(long, short = 't')]
+    pub template: Option<String>,
+    /// Recipient (repeatable): `name@example.com` or `Name <name@example.com>`.
+    #[arg(long, required_unless_present = "batch", value_parser = parse_mailbox)]
+    pub to: Vec<Mailbox>,
+    /// Visible copy recipient (repeatable).
+    #[arg(long, value_parser = parse_mailbox)]
+    pub cc: Vec<Mailbox>,
+    /// YAML or JSON file with the template variables.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Attach a file (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Fixed Date header, RFC 3339 in UTC (`2026-12-01T09:00:00Z`).
+    #[arg(long, value_parser = parse_date)]
+    pub date: Option<std::time::SystemTime>,
+    /// Fixed Message-ID (`<id@domain>`).
+    #[arg(long, value_parser = parse_message_id)]
+    pub message_id: Option<String>,
+    /// A file with one `smtp`, `sendmail` or `file` block that replaces every
+    /// profile's transport.
+    #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+    pub transport_override: Option<PathBuf>,
+    /// Send every request of a JSON Lines file (one JSON object per line,
+    /// with the fields of the flags above: see docs/batch.md).
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = [
+        "administration", "user", "process", "template", "language",
+        "to", "cc", "data", "attach", "date", "message_id",
+    ])]
+    pub batch: Option<PathBuf>,
+    /// Where the batch writes one result line per request; it must not
+    /// exist yet. Default: the batch file's name with `.results.jsonl`.
+    #[arg(long, value_name = "FILE", requires = "batch")]
+    pub results: Option<PathBuf>,
+    /// Messages of a batch in flight at once (connections per server).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Retries of a batch message after a temporary failure (a 4xx reply,
+    /// or no connection); never after a 5xx or once the whole message was sent.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_delay: std::time::Duration,
+}
+
+impl SendArgs {
+    /// The single message's context and content; `None` for `--batch`.
+    pub fn single(&self) -> Result<Option<(ContextArgs, MessageArgs)>, super::CliError> {
+        if self.batch.is_some() {
+            return Ok(None);
+        }
+        if self.process.is_none() && self.template.is_none() {
+            return Err(super::CliError::Usage(
+                "send needs --process or --template (or --batch)".into(),
+            ));
+        }
+        let context = ContextArgs {
+            administration: self.administration.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            process: self.process.clone(),
+            language: self.language.clone(),
+            template: self.template.clone(),
+            transport_override: self.transport_override.clone(),
+        };
+        let message = MessageArgs {
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            data: self.data.clone(),
+            attach: self.attach.clone(),
+            date: self.date,
+            message_id: self.message_id.clone(),
+        };
+        Ok(Some((context, message)))
     }
 }

@@ -25,7 +25,7 @@ pub fn run(
     format: ExplainFormat,
     expect: &Expectations,
 ) -> Result<u8, CliError> {
-    let prepared = Prepared::load(source, context)?;
+    let prepared = Prepared::load(source, context.transport_override.as_deref())?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     match format {
         ExplainFormat::Human => print!("{}", human(&resolution)),

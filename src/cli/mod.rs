@@ -3,6 +3,7 @@
 //! name, rejected mail), 2 usage or I/O error.
 
 mod args;
+mod batch;
 mod check;
 pub(crate) mod explain;
 mod explain_all;
@@ -13,7 +14,7 @@ mod send;
 mod test;
 mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,9 @@ use crate::render::{self, FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
 
-pub use args::{ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs, PlanFormat};
+pub use args::{
+    ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs, PlanFormat, SendArgs,
+};
 
 /// E-mail configuration as code: validate, explain, preview and send.
 #[derive(Debug, Parser)]
@@ -102,13 +105,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         html_out: Option<PathBuf>,
     },
-    /// Send the message through the resolved transport.
-    Send {
-        #[command(flatten)]
-        context: ContextArgs,
-        #[command(flatten)]
-        message: MessageArgs,
-    },
+    /// Send the message through the resolved transport, or a batch of them.
+    Send(SendArgs),
 }
 
 /// Why a command did not succeed.
@@ -226,7 +224,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             message,
             html_out,
         } => preview::run(&source, &context, &message, html_out.as_deref()),
-        Command::Send { context, message } => send::run(&source, &context, &message),
+        Command::Send(args) => match args.single()? {
+            Some((context, message)) => send::run(&source, &context, &message),
+            None => batch::run(&source, &args),
+        },
     }
 }
 
@@ -243,14 +244,17 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub fn load(source: &ConfigSource, context: &ContextArgs) -> Result<Self, CliError> {
+    pub fn load(
+        source: &ConfigSource,
+        transport_override: Option<&Path>,
+    ) -> Result<Self, CliError> {
         let loaded = load::load(&source.path, source.options)?;
         // Other warnings are `validate`'s business; a plaintext password is
         // worth a word on every run.
         for warning in loaded.warnings.iter().filter(|w| w.secret_value) {
             eprint!("{}", report::diagnostic(warning));
         }
-        let transport_override = match &context.transport_override {
+        let transport_override = match transport_override {
             Some(file) => Some(
                 config::load_transport_override(file, source.options)
                     .map_err(file_error("transport override", file))?,
@@ -279,6 +283,14 @@ fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
         Some(path) => config::load_data(path).map_err(file_error("data file", path))?,
         None => serde_json::Value::Object(Default::default()),
     };
+    message_input_with(args, data)
+}
+
+/// The message of `args` with template variables `data`; reads the attachments.
+fn message_input_with(
+    args: &MessageArgs,
+    data: serde_json::Value,
+) -> Result<MessageInput, CliError> {
     let attachments = args
         .attach
         .iter()

@@ -15,7 +15,7 @@ pub fn run(
     message: &MessageArgs,
     html_out: Option<&Path>,
 ) -> Result<u8, CliError> {
-    let prepared = Prepared::load(source, context)?;
+    let prepared = Prepared::load(source, context.transport_override.as_deref())?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     let rendered = render::render(&resolution, &message_input(message)?)?;
     let envelope = rendered.envelope();

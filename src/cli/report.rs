@@ -93,7 +93,7 @@ pub fn error(error: &CliError) {
     }
 }
 
-fn hint(error: &CliError) -> Option<String> {
+pub(super) fn hint(error: &CliError) -> Option<String> {
     match error {
         CliError::Resolve(e) => Some(e.hint()),
         CliError::Render(e) => e.hint(),

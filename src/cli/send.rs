@@ -13,7 +13,7 @@ pub fn run(
     context: &ContextArgs,
     message: &MessageArgs,
 ) -> Result<u8, CliError> {
-    let prepared = Prepared::load(source, context)?;
+    let prepared = Prepared::load(source, context.transport_override.as_deref())?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
     let rendered = render::render(&resolution, &message_input(message)?)?;
     let deliver = transport::connect(&resolution.effective)?;

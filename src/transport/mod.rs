@@ -6,6 +6,8 @@ mod secret;
 mod sendmail;
 mod smtp;
 
+use std::sync::{Arc, Mutex};
+
 use lettre::address::Envelope;
 
 use crate::config::{Account, Transport};
@@ -49,6 +51,17 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Whether the same message may be sent again later: a 4xx reply or a
+    /// connection problem. Never for a 5xx, nor when the message may have
+    /// arrived already.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            SendError::Rejected { permanent, .. } => !permanent,
+            SendError::Connection(_) => true,
+            SendError::Secret(_) | SendError::Uncertain(_) | SendError::Local(_) => false,
+        }
+    }
+
     /// What to check, for the failures mail admins meet again and again.
     pub fn hint(&self) -> Option<String> {
         let hint = match self {
@@ -99,8 +112,8 @@ fn connection_hint(message: &str) -> Option<&'static str> {
     })
 }
 
-/// Sends one message.
-pub trait Deliver {
+/// Sends one message. Shared by the workers of a batch.
+pub trait Deliver: Send + Sync {
     fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError>;
 }
 
@@ -146,10 +159,43 @@ pub fn check(transport: &Transport, account: Option<&Account>) -> Result<String,
 }
 
 /// The transport a resolution selected, with its account.
-pub fn connect(effective: &Effective) -> Result<Box<dyn Deliver>, SendError> {
+pub fn connect(effective: &Effective) -> Result<Arc<dyn Deliver>, SendError> {
     Ok(match effective.transport.as_ref() {
-        Transport::Smtp(smtp) => Box::new(SmtpDeliver::new(smtp, effective.account.as_deref())?),
-        Transport::Sendmail(s) => Box::new(sendmail::SendmailDeliver::new(s)),
-        Transport::File(f) => Box::new(file::FileDeliver::new(f)),
+        Transport::Smtp(smtp) => Arc::new(SmtpDeliver::new(smtp, effective.account.as_deref())?),
+        Transport::Sendmail(s) => Arc::new(sendmail::SendmailDeliver::new(s)),
+        Transport::File(f) => Arc::new(file::FileDeliver::new(f)),
     })
+}
+
+/// One transport per distinct transport and login, kept for a whole batch
+/// so that its SMTP connections are reused from message to message.
+#[derive(Default)]
+pub struct Transports {
+    opened: Mutex<Vec<OpenTransport>>,
+}
+
+struct OpenTransport {
+    transport: Transport,
+    account: Option<Account>,
+    deliver: Arc<dyn Deliver>,
+}
+
+impl Transports {
+    pub fn for_effective(&self, effective: &Effective) -> Result<Arc<dyn Deliver>, SendError> {
+        let account = effective.account.as_deref();
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let known = opened
+            .iter()
+            .find(|o| o.transport == *effective.transport && o.account.as_ref() == account);
+        if let Some(known) = known {
+            return Ok(Arc::clone(&known.deliver));
+        }
+        let deliver = connect(effective)?;
+        opened.push(OpenTransport {
+            transport: effective.transport.clone().into_owned(),
+            account: account.cloned(),
+            deliver: Arc::clone(&deliver),
+        });
+        Ok(deliver)
+    }
 }

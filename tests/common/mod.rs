@@ -69,6 +69,8 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     pub auth_user: Option<String>,
     pub tls: bool,
+    /// The server's number for the connection that carried the message.
+    pub connection: u64,
     pub data: Vec<u8>,
 }
 
@@ -180,6 +182,7 @@ impl SmtpServer {
                         .collect(),
                     auth_user: json["auth_user"].as_str().map(str::to_string),
                     tls: json["tls"].as_bool().unwrap(),
+                    connection: json["connection"].as_u64().unwrap(),
                     data: std::fs::read(meta.with_extension("eml")).unwrap(),
                 }
             })

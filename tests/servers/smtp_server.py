@@ -51,29 +51,58 @@ def make_certificate(cert_dir):
 class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
-    def __init__(self, directory, implicit_tls, replies):
+    def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data):
         self.directory = directory
         self.replies = replies
+        # Scripted replies are given this many times (None: always).
+        self.replies_left = reply_count
+        self.hang_ups_left = hang_up_after_data
         self.implicit_tls = implicit_tls
         self.lock = threading.Lock()
         self.count = 0
+        self.connection_numbers = {}
         os.makedirs(directory, exist_ok=True)
 
+    def scripted(self, command):
+        reply = self.replies.get(command)
+        if not reply:
+            return None
+        with self.lock:
+            if self.replies_left is not None:
+                if self.replies_left == 0:
+                    return None
+                self.replies_left -= 1
+        return reply
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # EHLO comes again after STARTTLS, on a new session object: the
+        # client's address and port name a connection.
+        with self.lock:
+            if session.peer not in self.connection_numbers:
+                self.connection_numbers[session.peer] = len(self.connection_numbers) + 1
+        session.host_name = hostname
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if self.replies.get("mail"):
-            return self.replies["mail"]
+        reply = self.scripted("mail")
+        if reply:
+            return reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.replies.get("rcpt"):
-            return self.replies["rcpt"]
+        reply = self.scripted("rcpt")
+        if reply:
+            return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        reply = self.scripted("data")
+        if reply:
+            return reply
         with self.lock:
             self.count += 1
             number = self.count
@@ -85,12 +114,20 @@ class Spool:
             "rcpt_tos": envelope.rcpt_tos,
             "auth_user": session.auth_data if session.authenticated else None,
             "tls": self.implicit_tls or session.ssl is not None,
+            "connection": self.connection_numbers.get(session.peer),
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(meta, f)
         # The .json appears last: a reader that sees it can read both files.
         os.rename(base + ".eml.tmp", base + ".eml")
         os.rename(base + ".json.tmp", base + ".json")
+        with self.lock:
+            hang_up = self.hang_ups_left > 0
+            self.hang_ups_left -= hang_up
+        if hang_up:
+            # Stored, but the client never hears so: its delivery state
+            # is unknown and it must not send the message again.
+            server.transport.abort()
         return "250 2.0.0 Ok: queued as %06d" % number
 
 
@@ -123,12 +160,19 @@ def main():
     parser.add_argument("--auth-reply", help="reply to every AUTH, e.g. '535 5.7.139 ...'")
     parser.add_argument("--mail-reply", help="reply to MAIL FROM, e.g. '550 5.7.60 ...'")
     parser.add_argument("--rcpt-reply", help="reply to RCPT TO, e.g. '451 4.3.0 ...'")
+    parser.add_argument("--data-reply", help="reply to the end of DATA, e.g. '452 4.3.1 ...'")
+    parser.add_argument("--reply-count", type=int,
+                        help="give the scripted replies this many times, then accept")
+    parser.add_argument("--idle-timeout", type=float, default=300,
+                        help="close a connection idle this many seconds")
+    parser.add_argument("--hang-up-after-data", type=int, default=0,
+                        help="store the first N messages, then close without replying")
     parser.add_argument("--password-env", required=True,
                         help="environment variable holding the accepted password")
     args = parser.parse_args()
 
     password = os.environ[args.password_env]
-    replies = {"mail": args.mail_reply, "rcpt": args.rcpt_reply}
+    replies = {"mail": args.mail_reply, "rcpt": args.rcpt_reply, "data": args.data_reply}
     cert, key = make_certificate(args.cert_dir)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -139,11 +183,15 @@ def main():
         authenticator=authenticator(args.user, password, args.auth_reply),
         auth_required=True,
         server_hostname="localhost",
+        timeout=args.idle_timeout,
     )
+    def spool(implicit_tls):
+        return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data)
+
     if args.security == "starttls":
-        controller = Controller(Spool(args.spool, False, replies), tls_context=context, require_starttls=True, **common)
+        controller = Controller(spool(False), tls_context=context, require_starttls=True, **common)
     else:
-        controller = Controller(Spool(args.spool, True, replies), ssl_context=context, auth_require_tls=False, **common)
+        controller = Controller(spool(True), ssl_context=context, auth_require_tls=False, **common)
     controller.start()
     print("listening on 127.0.0.1:%d (%s)" % (args.port, args.security), flush=True)
 

@@ -185,7 +185,8 @@ impl Deliver for SmtpDeliver {
                 // The server closed the kept connection (idle timeout,
                 // restart) before it could have the message: one retry on
                 // a new connection.
-                Err(failure) if failure.connection_lost() && failure.stage != Stage::AfterEndOfData => {}
+                Err(failure)
+                    if failure.connection_lost() && failure.stage != Stage::AfterEndOfData => {}
                 result => return result.map_err(fail),
             }
         }
@@ -219,9 +220,7 @@ fn classify(server: &str, error: &lettre::transport::smtp::Error) -> SendError {
                 None => code.to_string(),
             },
         },
-        _ => {
-            SendError::Connection(format!("{server}: {}", describe_chain(error)))
-        }
+        _ => SendError::Connection(format!("{server}: {}", describe_chain(error))),
     }
 }
 

@@ -33,7 +33,9 @@ impl Failure {
     /// The server answered (a 4xx or 5xx reply), so the connection is still
     /// in step and can be reset and reused; 421 means it is closing.
     pub fn connection_usable(&self) -> bool {
-        self.error.status().is_some_and(|code| code.to_string() != "421")
+        self.error
+            .status()
+            .is_some_and(|code| code.to_string() != "421")
     }
 
     /// The connection went away under us: no reply, or 421 ("closing").

@@ -1,0 +1,165 @@
+//! `mailrules send --batch FILE.jsonl`: many messages under one loaded
+//! config, sent by a few workers that share the transports (and so reuse
+//! SMTP connections). A failed message never stops the others; each
+//! request gets one line in the results file, written as it completes.
+
+mod request;
+mod results;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::render;
+use crate::resolve;
+use crate::transport::{Outgoing, Transports};
+
+use super::{CliError, ConfigSource, Prepared, SendArgs, message_input_with};
+use request::Request;
+use results::{Outcome, ResultsFile, Status};
+
+/// How a worker retries temporary failures.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    retries: u32,
+    first_delay: Duration,
+}
+
+pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
+    let batch = args.batch.as_deref().expect("batch::run is for --batch");
+    let prepared = Prepared::load(source, args.transport_override.as_deref())?;
+    let text = std::fs::read_to_string(batch).map_err(|error| CliError::Input {
+        path: batch.to_path_buf(),
+        error,
+    })?;
+    let batch_dir = batch.parent().unwrap_or(Path::new("."));
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line))
+        .filter(|(_, line)| !line.trim().is_empty())
+        .collect();
+    let results_path = args
+        .results
+        .clone()
+        .unwrap_or_else(|| default_results_path(batch));
+    let mut results = ResultsFile::create(&results_path)?;
+
+    let policy = RetryPolicy {
+        retries: args.retries,
+        first_delay: args.retry_delay,
+    };
+    let transports = Transports::default();
+    let progress = progress_bar(lines.len());
+    let next = AtomicUsize::new(0);
+    let (done, outcomes) = mpsc::channel::<Outcome>();
+    let mut tally = results::Tally::default();
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        for _ in 0..args.concurrency.min(lines.len().max(1) as u16) {
+            let done = done.clone();
+            let (next, lines, prepared, transports) = (&next, &lines, &prepared, &transports);
+            scope.spawn(move || {
+                while let Some(&(number, text)) = lines.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let outcome =
+                        handle(number, text, batch_dir, args, prepared, transports, policy);
+                    if done.send(outcome).is_err() {
+                        break; // the writer stopped: the results file failed
+                    }
+                }
+            });
+        }
+        drop(done);
+        for outcome in outcomes {
+            progress.inc(1);
+            tally.add(&outcome);
+            results.write(&outcome)?;
+        }
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    tally.report(batch, &results_path);
+    Ok(if tally.all_sent() { 0 } else { 1 })
+}
+
+/// `invoices.jsonl` → `invoices.results.jsonl`, beside it.
+fn default_results_path(batch: &Path) -> PathBuf {
+    let stem = batch
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    batch.with_file_name(format!("{stem}.results.jsonl"))
+}
+
+/// A bar on a terminal; nothing when stderr is a file or a pipe.
+fn progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} sent or failed, {per_sec}, {eta} left")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// One line from text to outcome: parse, resolve, render, deliver (with
+/// retries of temporary failures).
+fn handle(
+    number: usize,
+    text: &str,
+    batch_dir: &Path,
+    args: &SendArgs,
+    prepared: &Prepared,
+    transports: &Transports,
+    policy: RetryPolicy,
+) -> Outcome {
+    let request = match request::parse(number, text, batch_dir, args.transport_override.as_ref()) {
+        Ok(request) => request,
+        Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
+    };
+    let mut outcome = Outcome::new(number, request.id.clone());
+    if let Err(error) = send(&request, prepared, transports, policy, &mut outcome) {
+        outcome.fail(&error);
+    }
+    outcome
+}
+
+fn send(
+    request: &Request,
+    prepared: &Prepared,
+    transports: &Transports,
+    policy: RetryPolicy,
+    outcome: &mut Outcome,
+) -> Result<(), CliError> {
+    let resolution =
+        resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))?;
+    outcome.profile = Some(resolution.profile.id.to_string());
+    let input = message_input_with(&request.message, request.data.clone())?;
+    let rendered = render::render(&resolution, &input)?;
+    outcome.message_id = Some(rendered.message_id.clone());
+    let deliver = transports.for_effective(&resolution.effective)?;
+    let bytes = rendered.bytes();
+    let message = Outgoing {
+        envelope: rendered.envelope(),
+        bytes: &bytes,
+        message_id: &rendered.message_id,
+    };
+    let mut delay = policy.first_delay;
+    loop {
+        outcome.attempts += 1;
+        match deliver.deliver(message) {
+            Ok(receipt) => {
+                outcome.status = Status::Sent;
+                outcome.reply = Some(receipt.reply);
+                return Ok(());
+            }
+            Err(error) if error.is_temporary() && outcome.attempts <= policy.retries => {
+                std::thread::sleep(delay);
+                delay = delay.saturating_mul(2);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}

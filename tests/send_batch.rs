@@ -1,0 +1,356 @@
+//! `send --batch` against the aiosmtpd test server on 127.0.0.1: connection
+//! reuse, retries of temporary refusals only, an idle connection the server
+//! closed, and a connection lost after the whole message was sent.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A batch file of `count` invoices (ids inv-1, inv-2, ...) in `dir`.
+fn invoices(dir: &Path, count: usize) -> PathBuf {
+    let data = std::fs::read_to_string(format!("{DATA}/sales_invoice.json")).unwrap();
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let lines: Vec<String> = (1..=count)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("inv-{n}"),
+                "administration": "acme-nl",
+                "user": "anna",
+                "process": "sales_invoice",
+                "language": "nl",
+                "to": [format!("Klant {n} <klant{n}@example.com>")],
+                "data": data,
+            })
+            .to_string()
+        })
+        .collect();
+    let path = dir.join("invoices.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn send_batch(server: &SmtpServer, batch: &Path, extra: &[&str]) -> Run {
+    run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(batch)
+        .arg("--transport-override")
+        .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
+        .args(extra)
+        .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD))
+}
+
+/// The results file's lines, by request id.
+fn results(batch: &Path) -> std::collections::HashMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(batch.with_file_name("invoices.results.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            (value["id"].as_str().unwrap().to_string(), value)
+        })
+        .collect()
+}
+
+/// The recipient of each received message: who got how many.
+fn recipients(server: &SmtpServer) -> Vec<String> {
+    let mut to: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.rcpt_to[0].clone())
+        .collect();
+    to.sort();
+    to
+}
+
+#[test]
+fn a_batch_reuses_connections_and_records_every_message() {
+    let server = SmtpServer::start("starttls");
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 30);
+    let result = send_batch(&server, &batch, &["--concurrency", "3"]);
+    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
+    assert!(
+        result.stdout.contains("batch: 30 sent, 0 failed"),
+        "{}",
+        result.stdout
+    );
+
+    let received = server.received();
+    let mut expected: Vec<String> = (1..=30).map(|n| format!("klant{n}@example.com")).collect();
+    expected.sort();
+    assert_eq!(recipients(&server), expected, "each invoice arrives once");
+    let connections: HashSet<u64> = received.iter().map(|r| r.connection).collect();
+    assert!(
+        connections.len() <= 3,
+        "30 messages over at most 3 connections, not {}",
+        connections.len()
+    );
+
+    let results = results(&batch);
+    assert_eq!(results.len(), 30);
+    let sent_ids: HashSet<&str> = results
+        .values()
+        .map(|r| {
+            assert_eq!(r["status"], "sent", "{r}");
+            assert_eq!(r["profile"], "billing");
+            assert!(
+                r["reply"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("250 2.0.0 Ok: queued")
+            );
+            r["message_id"].as_str().unwrap()
+        })
+        .collect();
+    let arrived_ids: HashSet<String> = received
+        .iter()
+        .map(|r| {
+            let text = String::from_utf8_lossy(&r.data);
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("Message-ID: "))
+                .expect("a Message-ID header")
+                .to_string();
+            line["Message-ID: ".len()..].to_string()
+        })
+        .collect();
+    assert_eq!(
+        sent_ids,
+        arrived_ids.iter().map(String::as_str).collect(),
+        "the results name the Message-IDs that arrived"
+    );
+}
+
+#[test]
+fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
+    let server = SmtpServer::start("starttls");
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 2);
+    let mut text = std::fs::read_to_string(&batch).unwrap();
+    text.push_str("{\"id\": \"typo\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"a@example.com\"], \"bc\": [\"b@example.com\"]}\n");
+    text.push_str("{\"id\": \"nobody\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"not an address\"]}\n");
+    text.push_str("{oops\n");
+    std::fs::write(&batch, text).unwrap();
+
+    let result = send_batch(&server, &batch, &[]);
+    assert_eq!(result.code, 1, "a failed request fails the batch");
+    assert!(
+        result.stdout.contains("batch: 2 sent, 3 failed"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result
+            .stderr
+            .contains("invoices.jsonl:3:117 (typo): unknown field `bc`, expected one of"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("invoices.jsonl:4 (nobody): `to`:"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result
+            .stderr
+            .contains("invoices.jsonl:5:2 (line-5): key must be a string"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(server.received().len(), 2, "the good lines went out");
+    let results = results(&batch);
+    assert_eq!(results["typo"]["status"], "failed");
+    assert_eq!(results["typo"]["temporary"], false);
+    assert_eq!(results["line-5"]["column"], 2);
+
+    let again = send_batch(&server, &batch, &[]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("the results file"),
+        "{}",
+        again.stderr
+    );
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    assert_eq!(server.received().len(), 2, "nothing was sent twice");
+}
+
+#[test]
+fn a_temporary_refusal_is_retried_and_then_the_message_goes_out_once() {
+    let server = SmtpServer::start_with(
+        "starttls",
+        &[
+            "--rcpt-reply",
+            "451 4.3.0 Mailbox temporarily unavailable",
+            "--reply-count",
+            "1",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 1);
+    let result = send_batch(
+        &server,
+        &batch,
+        &["--retries", "1", "--retry-delay", "10ms"],
+    );
+    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
+    assert_eq!(recipients(&server), ["klant1@example.com"]);
+    let results = results(&batch);
+    assert_eq!(results["inv-1"]["status"], "sent");
+    assert_eq!(results["inv-1"]["attempts"], 2);
+}
+
+#[test]
+fn without_retries_a_temporary_refusal_is_reported_as_temporary() {
+    let server = SmtpServer::start_with(
+        "starttls",
+        &[
+            "--rcpt-reply",
+            "451 4.3.0 Mailbox temporarily unavailable",
+            "--reply-count",
+            "1",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 1);
+    let result = send_batch(&server, &batch, &["--retries", "0"]);
+    assert_eq!(result.code, 1);
+    assert!(
+        result
+            .stderr
+            .contains("451 4.3.0 Mailbox temporarily unavailable"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("may be sent again later"),
+        "{}",
+        result.stderr
+    );
+    let results = results(&batch);
+    assert_eq!(results["inv-1"]["status"], "failed");
+    assert_eq!(results["inv-1"]["temporary"], true);
+    assert_eq!(
+        results["inv-1"]["reply"],
+        "451 4.3.0 Mailbox temporarily unavailable"
+    );
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn a_permanent_refusal_is_never_retried() {
+    let server = SmtpServer::start_with("starttls", &["--rcpt-reply", "550 5.1.1 No such user"]);
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 2);
+    let result = send_batch(
+        &server,
+        &batch,
+        &["--retries", "3", "--retry-delay", "10ms"],
+    );
+    assert_eq!(result.code, 1);
+    let results = results(&batch);
+    for id in ["inv-1", "inv-2"] {
+        assert_eq!(results[id]["status"], "failed");
+        assert_eq!(results[id]["temporary"], false);
+        assert_eq!(results[id]["attempts"], 1, "a 5xx is not retried");
+        assert_eq!(results[id]["reply"], "550 5.1.1 No such user");
+    }
+    assert!(server.received().is_empty());
+}
+
+/// The server closes a kept connection while the batch waits (here: for a
+/// retry); the next message on it fails before MAIL FROM is answered, and
+/// goes out over a new connection, once.
+#[test]
+fn a_connection_the_server_closed_while_idle_is_replaced_without_duplicates() {
+    let server = SmtpServer::start_with(
+        "starttls",
+        &[
+            "--idle-timeout",
+            "0.5",
+            "--rcpt-reply",
+            "451 4.3.0 Try again in a moment",
+            "--reply-count",
+            "1",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 3);
+    let result = send_batch(
+        &server,
+        &batch,
+        &[
+            "--concurrency",
+            "1",
+            "--retries",
+            "1",
+            "--retry-delay",
+            "1500ms",
+        ],
+    );
+    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
+    assert_eq!(
+        recipients(&server),
+        [
+            "klant1@example.com",
+            "klant2@example.com",
+            "klant3@example.com"
+        ],
+        "every message exactly once"
+    );
+    let connections: HashSet<u64> = server.received().iter().map(|r| r.connection).collect();
+    assert_eq!(
+        connections.len(),
+        1,
+        "the three messages share the replacement connection"
+    );
+    assert!(
+        !connections.contains(&1),
+        "the first connection was closed by the server"
+    );
+    let results = results(&batch);
+    assert_eq!(results["inv-1"]["attempts"], 2, "the 451, then the retry");
+}
+
+/// The server stores the message and drops the connection without a reply:
+/// it may have been delivered, so it is reported, not sent again.
+#[test]
+fn a_connection_lost_after_the_whole_message_is_not_retried() {
+    let server = SmtpServer::start_with("starttls", &["--hang-up-after-data", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 2);
+    let result = send_batch(
+        &server,
+        &batch,
+        &[
+            "--concurrency",
+            "1",
+            "--retries",
+            "3",
+            "--retry-delay",
+            "10ms",
+        ],
+    );
+    assert_eq!(result.code, 1, "an unknown outcome fails the batch");
+    assert!(
+        result.stdout.contains("1 unknown (may have arrived)"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stderr.contains("look for the Message-ID"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(
+        recipients(&server),
+        ["klant1@example.com", "klant2@example.com"],
+        "the first message arrived once, not twice"
+    );
+    let results = results(&batch);
+    assert_eq!(results["inv-1"]["status"], "unknown");
+    assert_eq!(results["inv-1"]["attempts"], 1);
+    assert_eq!(results["inv-2"]["status"], "sent");
+}
