@@ -1,7 +1,7 @@
 //! One SMTP connection and one message transaction on it, step by step, so
 //! that a failure says how far the transaction got: only a failure before
-//! the end-of-data mark was written can be retried without risking a
-//! duplicate delivery.
+//! the message was written can be retried without risking a duplicate
+//! delivery.
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::Error;
@@ -15,11 +15,8 @@ use lettre::transport::smtp::response::Response;
 pub enum Stage {
     /// MAIL FROM, RCPT TO or DATA failed: the server has nothing.
     Envelope,
-    /// Writing the message failed before its end-of-data mark: the server
-    /// cannot have accepted it.
-    Body,
-    /// The end-of-data mark was (or may have been) written and no reply
-    /// came: the server may have accepted the message.
+    /// The message and its end-of-data mark were (or may have been)
+    /// written: unless the server replied, it may have accepted it.
     AfterEndOfData,
 }
 
@@ -45,8 +42,8 @@ impl Failure {
 }
 
 /// Sends one message on an open connection: MAIL, RCPT for each envelope
-/// recipient, DATA, the message. `bytes` must not end with the CRLF that
-/// the end-of-data mark supplies.
+/// recipient, DATA, the message. `bytes` has CRLF line ends and must not
+/// end with the CRLF that the end-of-data mark supplies.
 pub fn transmit(
     connection: &mut SmtpConnection,
     envelope: &Envelope,
@@ -75,26 +72,63 @@ pub fn transmit(
     }
     connection.command(Data).map_err(at_envelope)?;
 
-    // lettre writes each item, then the end-of-data mark, then reads the
-    // reply. Whether it asked for an item after the last one tells us
-    // whether the body was written completely.
-    let mut body_written = false;
-    let parts = std::iter::once(bytes).chain(std::iter::from_fn(|| {
-        body_written = true;
-        None
-    }));
-    let result = connection.message_iter(parts);
-    result.map_err(|error| Failure {
-        stage: if body_written {
-            Stage::AfterEndOfData
-        } else {
-            Stage::Body
-        },
+    // Once the end-of-data mark may have gone out, a lost connection leaves
+    // the outcome unknown; only a reply (4xx, 5xx) says it was refused.
+    match std::str::from_utf8(bytes) {
+        // One write for message and end mark: lettre's own path writes
+        // them apart, and the small second write then waits for the
+        // server's delayed ACK (Nagle), about 40 ms per message.
+        Ok(text) => connection.command(Content(text)),
+        Err(_) => connection.message(bytes),
+    }
+    .map_err(|error| Failure {
+        stage: Stage::AfterEndOfData,
         error,
     })
+}
+
+/// The message as DATA carries it: dot-stuffed (a line starting with `.`
+/// gets a second one) and ended with the end-of-data mark. `text` has CRLF
+/// line ends and no final CRLF (the mark supplies it).
+struct Content<'a>(&'a str);
+
+impl std::fmt::Display for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.starts_with('.') {
+            f.write_str(".")?;
+        }
+        let mut lines = self.0.split("\r\n.");
+        if let Some(first) = lines.next() {
+            f.write_str(first)?;
+        }
+        for rest in lines {
+            f.write_str("\r\n..")?;
+            f.write_str(rest)?;
+        }
+        f.write_str("\r\n.\r\n")
+    }
 }
 
 /// Clears a refused transaction so the connection can carry the next one.
 pub fn reset(connection: &mut SmtpConnection) -> bool {
     connection.command(Rset).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Content;
+
+    #[test]
+    fn lines_starting_with_a_dot_are_stuffed_and_the_end_mark_follows() {
+        let text = ".first\r\nplain\r\n.\r\n..two\r\nend.";
+        assert_eq!(
+            Content(text).to_string(),
+            "..first\r\nplain\r\n..\r\n...two\r\nend.\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn a_message_without_dots_is_unchanged_but_for_the_end_mark() {
+        assert_eq!(Content("a\r\nb").to_string(), "a\r\nb\r\n.\r\n");
+    }
 }
