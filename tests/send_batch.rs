@@ -76,6 +76,10 @@ fn a_batch_reuses_connections_and_records_every_message() {
         "{}",
         result.stdout
     );
+    assert_eq!(
+        result.stderr, "",
+        "no progress bar when stderr is not a terminal"
+    );
 
     let received = server.received();
     let mut expected: Vec<String> = (1..=30).map(|n| format!("klant{n}@example.com")).collect();

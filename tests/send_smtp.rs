@@ -322,7 +322,7 @@ fn send_to(server: &SmtpServer, override_text: Option<&str>) -> Run {
 
 #[test]
 fn failures_are_classified_with_the_reply_and_a_hint() {
-    let cases: [(&[&str], &str, &str); 3] = [
+    let cases: [(&[&str], &str, &str); 4] = [
         (
             &[
                 "--auth-reply",
@@ -335,6 +335,14 @@ fn failures_are_classified_with_the_reply_and_a_hint() {
             &[
                 "--mail-reply",
                 "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+            ],
+            "permanent",
+            "grant it Send As",
+        ),
+        (
+            &[
+                "--data-reply",
+                "550 5.2.252 SendAsDenied; sender not allowed to send as this address",
             ],
             "permanent",
             "grant it Send As",
@@ -395,6 +403,26 @@ fn implicit_tls_against_a_starttls_port_is_explained() {
         result
             .stderr
             .contains("the TLS mode may not match the port"),
+        "{}",
+        result.stderr
+    );
+}
+
+#[test]
+fn starttls_against_an_implicit_tls_port_is_explained() {
+    let server = SmtpServer::start("tls");
+    let wrong_mode = format!(
+        "smtp: {{host: localhost, port: {}, security: starttls, ca_file: {}, timeout_seconds: 1}}\n",
+        server.port,
+        server.ca_file().display()
+    );
+    let result = send_to(&server, Some(&wrong_mode));
+    assert_eq!(result.code, 1);
+    assert!(result.stderr.contains("timed out"), "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("on port 465 the server waits for TLS first"),
         "{}",
         result.stderr
     );

@@ -139,11 +139,8 @@ impl SmtpDeliver {
     /// Connects, negotiates TLS and logs in (when an account is set), then
     /// quits: nothing is sent.
     pub fn check(&self) -> Result<(), SendError> {
-        let mut connection = self.open().map_err(|e| classify(&self.server, &e))?;
-        connection
-            .quit()
-            .map(drop)
-            .map_err(|e| classify(&self.server, &e))
+        let mut connection = self.open().map_err(|e| self.classify(&e))?;
+        connection.quit().map(drop).map_err(|e| self.classify(&e))
     }
 }
 
@@ -190,7 +187,7 @@ impl Deliver for SmtpDeliver {
                 result => return result.map_err(fail),
             }
         }
-        let connection = self.open().map_err(|e| classify(&self.server, &e))?;
+        let connection = self.open().map_err(|e| self.classify(&e))?;
         self.send_on(connection, message).map_err(fail)
     }
 }
@@ -203,25 +200,51 @@ impl SmtpDeliver {
                 self.server,
                 describe_chain(&failure.error)
             )),
-            _ => classify(&self.server, &failure.error),
+            _ => self.classify(&failure.error),
         }
     }
 }
 
-/// A server reply becomes `Rejected` with its code and text; everything
-/// else is a connection problem, described with its whole cause chain.
-fn classify(server: &str, error: &lettre::transport::smtp::Error) -> SendError {
-    use std::error::Error as _;
-    match error.status() {
-        Some(code) if error.is_permanent() || error.is_transient() => SendError::Rejected {
-            permanent: error.is_permanent(),
-            reply: match error.source() {
-                Some(text) => format!("{code} {text}"),
-                None => code.to_string(),
+impl SmtpDeliver {
+    /// A server reply becomes `Rejected` with its code and text; everything
+    /// else is a connection problem, described with its whole cause chain.
+    fn classify(&self, error: &lettre::transport::smtp::Error) -> SendError {
+        use std::error::Error as _;
+        match error.status() {
+            Some(code) if error.is_permanent() || error.is_transient() => SendError::Rejected {
+                permanent: error.is_permanent(),
+                reply: match error.source() {
+                    Some(text) => format!("{code} {text}"),
+                    None => code.to_string(),
+                },
             },
-        },
-        _ => SendError::Connection(format!("{server}: {}", describe_chain(error))),
+            // A read timeout surfaces as EAGAIN ("Resource temporarily
+            // unavailable"): say what it means.
+            _ if timed_out(error) => SendError::Connection(format!(
+                "{}: timed out: no answer within {} s",
+                self.server,
+                self.timeout.as_secs_f32()
+            )),
+            _ => SendError::Connection(format!("{}: {}", self.server, describe_chain(error))),
+        }
     }
+}
+
+fn timed_out(error: &lettre::transport::smtp::Error) -> bool {
+    use std::error::Error as _;
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        {
+            return true;
+        }
+        cause = inner.source();
+    }
+    false
 }
 
 /// lettre's message includes the first cause; this adds the deeper ones.
