@@ -136,14 +136,23 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
     text.push_str("{\"id\": \"typo\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"a@example.com\"], \"bc\": [\"b@example.com\"]}\n");
     text.push_str("{\"id\": \"nobody\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"not an address\"]}\n");
     text.push_str("{oops\n");
+    let first_line = text.lines().next().unwrap().to_string();
+    text.push_str(&(first_line + "\n")); // inv-1 again
     std::fs::write(&batch, text).unwrap();
 
     let result = send_batch(&server, &batch, &[]);
     assert_eq!(result.code, 1, "a failed request fails the batch");
     assert!(
-        result.stdout.contains("batch: 2 sent, 3 failed"),
+        result.stdout.contains("batch: 2 sent, 4 failed"),
         "{}",
         result.stdout
+    );
+    assert!(
+        result
+            .stderr
+            .contains("invoices.jsonl:6 (inv-1): the `id` is also on line 1: not sent"),
+        "{}",
+        result.stderr
     );
     assert!(
         result
@@ -164,11 +173,29 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
         "{}",
         result.stderr
     );
-    assert_eq!(server.received().len(), 2, "the good lines went out");
+    assert_eq!(
+        server.received().len(),
+        2,
+        "the good lines went out, inv-1 once"
+    );
     let results = results(&batch);
     assert_eq!(results["typo"]["status"], "failed");
     assert_eq!(results["typo"]["temporary"], false);
     assert_eq!(results["line-5"]["column"], 2);
+
+    let unwritable = send_batch(
+        &server,
+        &batch,
+        &["--results", "/nonexistent/results.jsonl"],
+    );
+    assert_eq!(unwritable.code, 2);
+    assert!(
+        unwritable
+            .stderr
+            .contains("cannot write `/nonexistent/results.jsonl`"),
+        "{}",
+        unwritable.stderr
+    );
 
     let again = send_batch(&server, &batch, &[]);
     assert_eq!(again.code, 2);

@@ -128,6 +128,12 @@ pub enum CliError {
         #[source]
         error: std::io::Error,
     },
+    #[error("cannot write `{}`: {error}", path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     /// A failure of a command whose exit code 1 means something else (for
     /// `plan`: "changes"): reported as the inner error, exit 2.
     #[error(transparent)]
@@ -163,6 +169,7 @@ impl CliError {
             CliError::Load(LoadError::Io { .. })
             | CliError::Usage(_)
             | CliError::Input { .. }
+            | CliError::Output { .. }
             | CliError::Failed(_) => 2,
             _ => 1,
         }

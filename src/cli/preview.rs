@@ -37,7 +37,7 @@ pub fn run(
                 "the message has no HTML part (the template has no `html`, or the profile has `html: false`)".into(),
             ));
         };
-        std::fs::write(path, html).map_err(|error| CliError::Input {
+        std::fs::write(path, html).map_err(|error| CliError::Output {
             path: path.to_path_buf(),
             error,
         })?;

@@ -18,7 +18,7 @@ use crate::resolve;
 use crate::transport::{Outgoing, Transports};
 
 use super::{CliError, ConfigSource, Prepared, SendArgs, message_input_with};
-use request::Request;
+use request::{Invalid, Request};
 use results::{Outcome, ResultsFile, Status};
 
 /// How a worker retries temporary failures.
@@ -42,6 +42,7 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
         .map(|(index, line)| (index + 1, line))
         .filter(|(_, line)| !line.trim().is_empty())
         .collect();
+    let first_use = first_use_of_ids(&lines);
     let results_path = args
         .results
         .clone()
@@ -52,7 +53,13 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
         retries: args.retries,
         first_delay: args.retry_delay,
     };
-    let transports = Transports::default();
+    let shared = Shared {
+        batch_dir,
+        args,
+        prepared: &prepared,
+        transports: Transports::default(),
+        policy,
+    };
     let progress = progress_bar(lines.len());
     let next = AtomicUsize::new(0);
     let (done, outcomes) = mpsc::channel::<Outcome>();
@@ -60,11 +67,14 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     std::thread::scope(|scope| -> Result<(), CliError> {
         for _ in 0..args.concurrency.min(lines.len().max(1) as u16) {
             let done = done.clone();
-            let (next, lines, prepared, transports) = (&next, &lines, &prepared, &transports);
+            let (next, lines, first_use, shared) = (&next, &lines, &first_use, &shared);
             scope.spawn(move || {
-                while let Some(&(number, text)) = lines.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome =
-                        handle(number, text, batch_dir, args, prepared, transports, policy);
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(number, text)) = lines.get(index) else {
+                        break;
+                    };
+                    let outcome = shared.handle(number, text, first_use[index]);
                     if done.send(outcome).is_err() {
                         break; // the writer stopped: the results file failed
                     }
@@ -82,6 +92,22 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     progress.finish_and_clear();
     tally.report(batch, &results_path);
     Ok(if tally.all_sent() { 0 } else { 1 })
+}
+
+/// For each line, the earlier line with the same id, if any: a repeated
+/// id is most likely the same invoice twice.
+fn first_use_of_ids(lines: &[(usize, &str)]) -> Vec<Option<usize>> {
+    let mut seen = std::collections::HashMap::new();
+    lines
+        .iter()
+        .map(|&(number, text)| {
+            let id = request::id_of(number, text);
+            seen.get(&id).copied().or_else(|| {
+                seen.insert(id, number);
+                None
+            })
+        })
+        .collect()
 }
 
 /// `invoices.jsonl` → `invoices.results.jsonl`, beside it.
@@ -104,26 +130,47 @@ fn progress_bar(total: usize) -> ProgressBar {
     bar
 }
 
-/// One line from text to outcome: parse, resolve, render, deliver (with
-/// retries of temporary failures).
-fn handle(
-    number: usize,
-    text: &str,
-    batch_dir: &Path,
-    args: &SendArgs,
-    prepared: &Prepared,
-    transports: &Transports,
+/// What every worker uses.
+struct Shared<'a> {
+    batch_dir: &'a Path,
+    args: &'a SendArgs,
+    prepared: &'a Prepared,
+    transports: Transports,
     policy: RetryPolicy,
-) -> Outcome {
-    let request = match request::parse(number, text, batch_dir, args.transport_override.as_ref()) {
-        Ok(request) => request,
-        Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
-    };
-    let mut outcome = Outcome::new(number, request.id.clone());
-    if let Err(error) = send(&request, prepared, transports, policy, &mut outcome) {
-        outcome.fail(&error);
+}
+
+impl Shared<'_> {
+    /// One line from text to outcome: parse, resolve, render, deliver (with
+    /// retries of temporary failures). `duplicate_of`: an earlier line with
+    /// the same id.
+    fn handle(&self, number: usize, text: &str, duplicate_of: Option<usize>) -> Outcome {
+        if let Some(first) = duplicate_of {
+            let problem = format!(
+                "the `id` is also on line {first}: not sent, so that one request cannot go out twice; give each request its own id"
+            );
+            let invalid = Invalid {
+                column: None,
+                problem,
+            };
+            return Outcome::invalid(number, request::id_of(number, text), invalid);
+        }
+        let override_file = self.args.transport_override.as_ref();
+        let request = match request::parse(number, text, self.batch_dir, override_file) {
+            Ok(request) => request,
+            Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
+        };
+        let mut outcome = Outcome::new(number, request.id.clone());
+        if let Err(error) = send(
+            &request,
+            self.prepared,
+            &self.transports,
+            self.policy,
+            &mut outcome,
+        ) {
+            outcome.fail(&error);
+        }
+        outcome
     }
-    outcome
 }
 
 fn send(

@@ -116,7 +116,7 @@ impl ResultsFile {
                         path.display()
                     ))
                 } else {
-                    CliError::Input {
+                    CliError::Output {
                         path: path.to_path_buf(),
                         error,
                     }
@@ -132,7 +132,7 @@ impl ResultsFile {
         let line = serde_json::to_string(outcome).expect("an outcome serializes");
         writeln!(self.out, "{line}")
             .and_then(|()| self.out.flush())
-            .map_err(|error| CliError::Input {
+            .map_err(|error| CliError::Output {
                 path: self.path.clone(),
                 error,
             })
