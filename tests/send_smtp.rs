@@ -479,3 +479,46 @@ fn check_logs_in_without_sending_and_reports_per_profile() {
         unknown.stderr
     );
 }
+
+#[test]
+fn check_with_rcpt_tries_the_envelope_and_sends_nothing() {
+    let check = |server: &SmtpServer| {
+        run(mailrules()
+            .args(["check", "--config", EXAMPLE, "--profile", "billing"])
+            .args(["--rcpt", "klant@example.com", "--transport-override"])
+            .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
+            .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD))
+    };
+    let server = SmtpServer::start("starttls");
+    let ok = check(&server);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains(
+            "MAIL FROM <facturen@acme.nl> and RCPT TO <klant@example.com> accepted (reset: nothing sent)"
+        ),
+        "{}",
+        ok.stdout
+    );
+    assert!(server.received().is_empty(), "check sends nothing");
+
+    let denied = SmtpServer::start_with(
+        "starttls",
+        &[
+            "--mail-reply",
+            "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+        ],
+    );
+    let refused = check(&denied);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stdout.contains("FAIL  billing"),
+        "{}",
+        refused.stdout
+    );
+    assert!(refused.stdout.contains("550 5.7.60"), "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("grant it Send As"),
+        "{}",
+        refused.stdout
+    );
+}

@@ -1,7 +1,12 @@
-//! `mailrules check [--profile ID]`: tries every profile's transport
-//! (connect, TLS, login) without sending mail, and reports per profile.
+//! `mailrules check [--profile ID] [--rcpt ADDR]`: tries every profile's
+//! transport (connect, TLS, login; with --rcpt also MAIL FROM the profile's
+//! sender and RCPT TO, then RSET) without sending mail, and reports per
+//! profile.
 
 use std::path::Path;
+
+use lettre::address::Envelope;
+use lettre::message::Mailbox;
 
 use crate::config::{self, Located, Transport, texts};
 use crate::load;
@@ -14,6 +19,7 @@ pub fn run(
     source: &ConfigSource,
     profile: Option<&str>,
     transport_override: Option<&Path>,
+    rcpt: Option<&Mailbox>,
 ) -> Result<u8, CliError> {
     let loaded = load::load(&source.path, source.options)?;
     let config = &loaded.config;
@@ -33,6 +39,7 @@ pub fn run(
         ],
         None => config.profiles.values().collect(),
     };
+    let width = profiles.iter().map(|p| p.id.len()).max().unwrap_or(0);
     let mut failed = 0;
     for profile in profiles {
         let transport = over.as_ref().map_or(&profile.transport.value, |o| &o.value);
@@ -41,13 +48,21 @@ pub fn run(
             _ => None,
         };
         let summary = texts::transport(transport);
-        match transport::check(transport, account) {
-            Ok(outcome) => println!("ok    {}  {summary}: {outcome}", profile.id),
+        // The envelope the profile would use: its sender, to --rcpt.
+        let envelope = rcpt.and_then(|rcpt| {
+            Envelope::new(
+                Some(profile.from.value.email.clone()),
+                vec![rcpt.email.clone()],
+            )
+            .ok()
+        });
+        let id = &profile.id;
+        match transport::check(transport, account, envelope.as_ref()) {
+            Ok(outcome) => println!("ok    {id:width$}  {summary}: {outcome}"),
             Err(error) => {
                 failed += 1;
                 println!(
-                    "FAIL  {}  {summary}: {}",
-                    profile.id,
+                    "FAIL  {id:width$}  {summary}: {}",
                     report::one_line(&error.to_string())
                 );
                 if let Some(hint) = error.hint() {

@@ -85,6 +85,11 @@ pub enum Command {
         /// A file with one transport block that replaces every profile's.
         #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
         transport_override: Option<PathBuf>,
+        /// Also try the envelope over SMTP: MAIL FROM the profile's sender,
+        /// RCPT TO this address, then RSET (nothing is sent). Shows a
+        /// refused sender or recipient without sending mail.
+        #[arg(long, value_name = "ADDR", value_parser = args::parse_mailbox)]
+        rcpt: Option<lettre::message::Mailbox>,
     },
     /// Run config unit tests: expected resolutions and stored previews.
     Test {
@@ -221,7 +226,13 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Check {
             profile,
             transport_override,
-        } => check::run(&source, profile.as_deref(), transport_override.as_deref()),
+            rcpt,
+        } => check::run(
+            &source,
+            profile.as_deref(),
+            transport_override.as_deref(),
+            rcpt.as_ref(),
+        ),
         Command::Test {
             paths,
             update_snapshots,

@@ -118,16 +118,30 @@ pub trait Deliver: Send + Sync {
 }
 
 /// Checks that a transport can be used, without sending anything: SMTP
-/// connects, negotiates TLS and logs in; sendmail's command is an
+/// connects, negotiates TLS and logs in (and, given an envelope, tries
+/// MAIL FROM and RCPT TO, then resets); sendmail's command is an
 /// executable file; a file transport's directory can be written.
-pub fn check(transport: &Transport, account: Option<&Account>) -> Result<String, SendError> {
+pub fn check(
+    transport: &Transport,
+    account: Option<&Account>,
+    envelope: Option<&Envelope>,
+) -> Result<String, SendError> {
     match transport {
         Transport::Smtp(smtp) => {
-            SmtpDeliver::new(smtp, account)?.check()?;
-            Ok(match account {
+            SmtpDeliver::new(smtp, account)?.check(envelope)?;
+            let mut outcome = match account {
                 Some(account) => format!("connected, login `{}` accepted", account.username),
                 None => "connected (no login configured)".into(),
-            })
+            };
+            if let Some(envelope) = envelope {
+                let from = envelope.from().map(ToString::to_string).unwrap_or_default();
+                let to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
+                outcome.push_str(&format!(
+                    ", MAIL FROM <{from}> and RCPT TO <{}> accepted (reset: nothing sent)",
+                    to.join(">, <")
+                ));
+            }
+            Ok(outcome)
         }
         Transport::Sendmail(s) => {
             use std::os::unix::fs::PermissionsExt;

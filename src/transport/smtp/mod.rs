@@ -137,9 +137,17 @@ impl SmtpDeliver {
     }
 
     /// Connects, negotiates TLS and logs in (when an account is set), then
-    /// quits: nothing is sent.
-    pub fn check(&self) -> Result<(), SendError> {
+    /// quits: nothing is sent. With `envelope`, also tries MAIL FROM and
+    /// RCPT TO, then RSET: the server's verdict on sender and recipient.
+    pub fn check(&self, envelope: Option<&lettre::address::Envelope>) -> Result<(), SendError> {
         let mut connection = self.open().map_err(|e| self.classify(&e))?;
+        if let Some(envelope) = envelope {
+            let tried = session::try_envelope(&mut connection, envelope);
+            if let Err(error) = tried {
+                connection.abort();
+                return Err(self.classify(&error));
+            }
+        }
         connection.quit().map(drop).map_err(|e| self.classify(&e))
     }
 }

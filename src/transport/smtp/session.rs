@@ -109,6 +109,15 @@ impl std::fmt::Display for Content<'_> {
     }
 }
 
+/// MAIL FROM and RCPT TO without DATA, then RSET: nothing is sent.
+pub fn try_envelope(connection: &mut SmtpConnection, envelope: &Envelope) -> Result<(), Error> {
+    connection.command(Mail::new(envelope.from().cloned(), Vec::new()))?;
+    for recipient in envelope.to() {
+        connection.command(Rcpt::new(recipient.clone(), Vec::new()))?;
+    }
+    connection.command(Rset).map(drop)
+}
+
 /// Clears a refused transaction so the connection can carry the next one.
 pub fn reset(connection: &mut SmtpConnection) -> bool {
     connection.command(Rset).is_ok()
