@@ -385,3 +385,148 @@ fn a_connection_lost_after_the_whole_message_is_not_retried() {
     assert_eq!(results["inv-1"]["attempts"], 1);
     assert_eq!(results["inv-2"]["status"], "sent");
 }
+
+#[test]
+fn a_421_reply_to_the_message_is_a_refusal_to_retry_not_an_unknown() {
+    let server = SmtpServer::start_with(
+        "starttls",
+        &[
+            "--data-reply",
+            "421 4.3.2 Service shutting down",
+            "--reply-count",
+            "1",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 1);
+    let result = send_batch(
+        &server,
+        &batch,
+        &["--retries", "1", "--retry-delay", "10ms"],
+    );
+    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
+    assert_eq!(recipients(&server), ["klant1@example.com"]);
+    assert_eq!(results(&batch)["inv-1"]["attempts"], 2);
+}
+
+#[test]
+fn a_refused_login_is_not_tried_again_for_every_message() {
+    let server = SmtpServer::start("starttls");
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 20);
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(&batch)
+        .arg("--transport-override")
+        .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
+        .args(["--concurrency", "1"])
+        .env("TEST_RELAY_PASSWORD", "wrong-password"));
+    assert_eq!(result.code, 1);
+    assert!(
+        result.stdout.contains("0 sent, 20 failed"),
+        "{}",
+        result.stdout
+    );
+    let log = server.dir.path().join("spool/refused-logins.log");
+    let refused = std::fs::read_to_string(log).unwrap_or_default();
+    assert_eq!(refused.lines().count(), 1, "one refused login, not 20");
+    for outcome in results(&batch).values() {
+        assert!(
+            outcome["reply"].as_str().unwrap().starts_with("535"),
+            "{outcome}"
+        );
+    }
+}
+
+/// The server dies in the middle of a TLS batch: every request is still
+/// accounted for, nothing arrives twice, and the exit code says so.
+#[test]
+fn a_server_that_dies_mid_batch_leaves_every_request_accounted_for() {
+    let mut server = SmtpServer::start("starttls");
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 300);
+    let mut child = mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(&batch)
+        .arg("--transport-override")
+        .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
+        .args(["--concurrency", "4", "--retries", "0"])
+        .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.received().len() < 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.kill();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "exit 1, not killed by a signal");
+
+    let results = results(&batch);
+    assert_eq!(results.len(), 300, "one result per request");
+    let arrived = server.received();
+    let mut seen = HashSet::new();
+    for message in &arrived {
+        assert!(
+            seen.insert(message.rcpt_to[0].clone()),
+            "nothing arrives twice"
+        );
+    }
+    let sent = results.values().filter(|r| r["status"] == "sent").count();
+    let unknown = results
+        .values()
+        .filter(|r| r["status"] == "unknown")
+        .count();
+    assert!(sent <= arrived.len() && arrived.len() <= sent + unknown);
+}
+
+#[test]
+fn the_file_transport_never_replaces_a_message_with_the_same_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let override_file = dir.path().join("file.yaml");
+    std::fs::write(
+        &override_file,
+        format!("file: {{dir: {}}}\n", outbox.display()),
+    )
+    .unwrap();
+    let line = |id: &str, to: &str| {
+        serde_json::json!({
+            "id": id, "administration": "acme-nl", "user": "anna", "template": "order_confirmation-nl",
+            "to": [to], "message_id": "<same@acme.nl>",
+            "data": serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(format!("{DATA}/order_confirmation.json")).unwrap()
+            ).unwrap(),
+        })
+        .to_string()
+    };
+    let batch = dir.path().join("invoices.jsonl");
+    let lines = [
+        line("a", "first@example.com"),
+        line("b", "second@example.com"),
+    ];
+    std::fs::write(&batch, lines.join("\n")).unwrap();
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--concurrency", "1", "--batch"])
+        .arg(&batch)
+        .arg("--transport-override")
+        .arg(&override_file));
+    assert_eq!(result.code, 1, "{}{}", result.stdout, result.stderr);
+    assert!(
+        result.stdout.contains("1 sent, 1 failed"),
+        "{}",
+        result.stdout
+    );
+    assert!(
+        result.stderr.contains("is already in") && result.stderr.contains("not replaced"),
+        "{}",
+        result.stderr
+    );
+    let stored = std::fs::read_to_string(outbox.join("same@acme.nl.eml")).unwrap();
+    let envelope = std::fs::read_to_string(outbox.join("same@acme.nl.envelope.json")).unwrap();
+    assert!(stored.contains("first@example.com") && envelope.contains("first@example.com"));
+    let names: Vec<_> = std::fs::read_dir(&outbox).unwrap().collect();
+    assert_eq!(names.len(), 2, "no temporary files left behind");
+}

@@ -208,6 +208,9 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             allow_plaintext_secrets: cli.allow_plaintext_secrets,
         },
     };
+    if matches!(cli.command, Command::Send(_) | Command::Check { .. }) {
+        ignore_broken_connections();
+    }
     match cli.command {
         Command::Schema => unreachable!("handled above"),
         Command::Validate {
@@ -246,6 +249,17 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             Some((context, message)) => send::run(&source, &context, &message),
             None => batch::run(&source, &args),
         },
+    }
+}
+
+/// main.rs restores SIGPIPE's default (quiet end of `explain --all | head`);
+/// a command that talks to servers must instead see a write to a closed
+/// TLS connection as an error to classify, not be killed by it.
+fn ignore_broken_connections() {
+    #[cfg(unix)]
+    // SAFETY: changing one signal's action before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Writes each message as `<message-id>.eml` into a directory, atomically
-//! (temporary file, then rename), with its envelope beside it as JSON.
+//! (temporary file, then a link to the final name), with its envelope
+//! beside it as JSON. An existing message is never replaced.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,15 @@ impl FileDeliver {
 impl Deliver for FileDeliver {
     fn deliver(&self, message: Outgoing<'_>) -> Result<Receipt, SendError> {
         let local = |e: std::io::Error| {
-            SendError::Local(format!("cannot write to `{}`: {e}", self.dir.display()))
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                SendError::Local(format!(
+                    "a message with the Message-ID {} is already in `{}`: not replaced; give each message its own Message-ID",
+                    message.message_id,
+                    self.dir.display()
+                ))
+            } else {
+                SendError::Local(format!("cannot write to `{}`: {e}", self.dir.display()))
+            }
         };
         std::fs::create_dir_all(&self.dir).map_err(local)?;
         let stem: String = message
@@ -55,12 +64,17 @@ impl Deliver for FileDeliver {
     }
 }
 
+/// Writes a uniquely named temporary file, then links it to `name`: the
+/// file appears complete or not at all, and an existing file of that name
+/// (the same Message-ID sent before) is never replaced.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let target = dir.join(name);
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, &target)?;
-    Ok(target)
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&temporary, &target));
+    let _ = std::fs::remove_file(&temporary);
+    linked.map(|()| target)
 }

@@ -190,6 +190,14 @@ impl SmtpServer {
     }
 }
 
+impl SmtpServer {
+    /// Stops the server at once (SIGKILL), as a crash would; the spool stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -131,7 +131,7 @@ class Spool:
         return "250 2.0.0 Ok: queued as %06d" % number
 
 
-def authenticator(user, password, reject_with=None):
+def authenticator(user, password, spool_dir, reject_with=None):
     def check(server, session, envelope, mechanism, auth_data):
         ok = (
             reject_with is None
@@ -139,6 +139,11 @@ def authenticator(user, password, reject_with=None):
             and auth_data.login.decode() == user
             and auth_data.password.decode() == password
         )
+        if not ok:
+            # Counted, for the tests that a client does not hammer a refused login.
+            os.makedirs(spool_dir, exist_ok=True)
+            with open(os.path.join(spool_dir, "refused-logins.log"), "a") as log:
+                log.write("refused\n")
         # handled=False: aiosmtpd then answers 235, or 535 (or reject_with).
         return AuthResult(success=ok, handled=False, message=None if ok else reject_with,
                           auth_data=auth_data.login.decode() if ok else None)
@@ -180,7 +185,7 @@ def main():
     common = dict(
         hostname="127.0.0.1",
         port=args.port,
-        authenticator=authenticator(args.user, password, args.auth_reply),
+        authenticator=authenticator(args.user, password, args.spool, args.auth_reply),
         auth_required=True,
         server_hostname="localhost",
         timeout=args.idle_timeout,

@@ -35,6 +35,8 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
         path: batch.to_path_buf(),
         error,
     })?;
+    // A byte order mark, as some Windows tools write, is not JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let batch_dir = batch.parent().unwrap_or(Path::new("."));
     let lines: Vec<(usize, &str)> = text
         .lines()
@@ -47,6 +49,12 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
         .results
         .clone()
         .unwrap_or_else(|| default_results_path(batch));
+    if same_file(&results_path, batch) {
+        return Err(CliError::Usage(format!(
+            "--results names the batch file `{}` itself: give the results their own file",
+            batch.display()
+        )));
+    }
     let mut results = ResultsFile::create(&results_path)?;
 
     let policy = RetryPolicy {
@@ -65,7 +73,7 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     let (done, outcomes) = mpsc::channel::<Outcome>();
     let mut tally = results::Tally::default();
     std::thread::scope(|scope| -> Result<(), CliError> {
-        for _ in 0..args.concurrency.min(lines.len().max(1) as u16) {
+        for _ in 0..usize::from(args.concurrency).min(lines.len()).max(1) {
             let done = done.clone();
             let (next, lines, first_use, shared) = (&next, &lines, &first_use, &shared);
             scope.spawn(move || {
@@ -108,6 +116,13 @@ fn first_use_of_ids(lines: &[(usize, &str)]) -> Vec<Option<usize>> {
             })
         })
         .collect()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// `invoices.jsonl` → `invoices.results.jsonl`, beside it.

@@ -47,8 +47,10 @@ pub fn id_of(line_number: usize, text: &str) -> String {
     struct OnlyId {
         id: Option<String>,
     }
-    serde_json::from_str::<OnlyId>(text)
-        .ok()
+    let object = text.trim_start().starts_with('{');
+    object
+        .then(|| serde_json::from_str::<OnlyId>(text).ok())
+        .flatten()
         .and_then(|l| l.id)
         .unwrap_or_else(|| format!("line-{line_number}"))
 }
@@ -74,6 +76,14 @@ pub fn parse(
     batch_dir: &Path,
     transport_override: Option<&PathBuf>,
 ) -> Result<Request, Invalid> {
+    // serde would also take a JSON array as the fields in order: a line
+    // must name its fields.
+    if !text.trim_start().starts_with('{') {
+        return Err(Invalid {
+            column: Some(1 + text.len() - text.trim_start().len()),
+            problem: "each line is one JSON object such as {\"administration\": \"...\", \"user\": \"...\", \"process\": \"...\", \"to\": [\"...\"]}".into(),
+        });
+    }
     let line: Line = serde_json::from_str(text).map_err(|e| {
         let mut problem = without_position(&e);
         if e.is_syntax() || e.is_eof() {

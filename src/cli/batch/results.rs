@@ -163,8 +163,8 @@ impl Tally {
             let mut text = format!(
                 "{}{column} ({}): {}",
                 outcome.line,
-                outcome.id,
-                outcome.error.as_deref().unwrap_or_default()
+                report::one_line(&outcome.id),
+                report::one_line(outcome.error.as_deref().unwrap_or_default())
             );
             if let Some(hint) = &outcome.hint {
                 text.push_str(&format!("\n  = hint: {hint}"));

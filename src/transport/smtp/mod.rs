@@ -31,6 +31,8 @@ pub struct SmtpDeliver {
     timeout: Duration,
     credentials: Option<Credentials>,
     idle: Mutex<Vec<SmtpConnection>>,
+    /// The server's permanent refusal of the login, once it came.
+    login_refused: Mutex<Option<String>>,
 }
 
 impl SmtpDeliver {
@@ -59,6 +61,7 @@ impl SmtpDeliver {
             timeout: smtp.timeout,
             credentials,
             idle: Mutex::new(Vec::new()),
+            login_refused: Mutex::new(None),
         })
     }
 
@@ -85,10 +88,32 @@ impl SmtpDeliver {
             let result = connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
             if let Err(error) = result {
                 connection.abort();
+                if let SendError::Rejected {
+                    permanent: true,
+                    reply,
+                } = self.classify(&error)
+                    && let Ok(mut refused) = self.login_refused.lock()
+                {
+                    *refused = Some(reply);
+                }
                 return Err(error);
             }
         }
         Ok(connection)
+    }
+
+    /// A new connection, unless the server refused this login for good
+    /// earlier in the run: logging in again and again with a wrong
+    /// password gets accounts locked.
+    fn connect(&self) -> Result<SmtpConnection, SendError> {
+        let refused = self.login_refused.lock().ok().and_then(|r| r.clone());
+        if let Some(reply) = refused {
+            return Err(SendError::Rejected {
+                permanent: true,
+                reply,
+            });
+        }
+        self.open().map_err(|e| self.classify(&e))
     }
 
     /// A kept connection, if one is idle.
@@ -140,7 +165,7 @@ impl SmtpDeliver {
     /// quits: nothing is sent. With `envelope`, also tries MAIL FROM and
     /// RCPT TO, then RSET: the server's verdict on sender and recipient.
     pub fn check(&self, envelope: Option<&lettre::address::Envelope>) -> Result<(), SendError> {
-        let mut connection = self.open().map_err(|e| self.classify(&e))?;
+        let mut connection = self.connect()?;
         if let Some(envelope) = envelope {
             let tried = session::try_envelope(&mut connection, envelope);
             if let Err(error) = tried {
@@ -195,7 +220,7 @@ impl Deliver for SmtpDeliver {
                 result => return result.map_err(fail),
             }
         }
-        let connection = self.open().map_err(|e| self.classify(&e))?;
+        let connection = self.connect()?;
         self.send_on(connection, message).map_err(fail)
     }
 }
@@ -203,11 +228,14 @@ impl Deliver for SmtpDeliver {
 impl SmtpDeliver {
     fn describe(&self, failure: Failure) -> SendError {
         match failure.stage {
-            Stage::AfterEndOfData if failure.connection_lost() => SendError::Uncertain(format!(
-                "{}: the whole message was sent but no reply came ({}); the server may have accepted it, so it was not sent again",
-                self.server,
-                describe_chain(&failure.error)
-            )),
+            // A reply, even 421, says the message was not taken.
+            Stage::AfterEndOfData if failure.error.status().is_none() => {
+                SendError::Uncertain(format!(
+                    "{}: the whole message was sent but no reply came ({}); the server may have accepted it, so it was not sent again",
+                    self.server,
+                    describe_chain(&failure.error)
+                ))
+            }
             _ => self.classify(&failure.error),
         }
     }
