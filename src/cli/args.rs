@@ -69,11 +69,14 @@ impl ContextArgs {
     }
 }
 
+/// The message flags that `send --batch` replaces.
+const MESSAGE_FLAGS: [&str; 6] = ["to", "cc", "data", "attach", "date", "message_id"];
+
 /// What the message carries beyond the configuration.
 #[derive(Debug, Clone, Args)]
 pub struct MessageArgs {
-    /// Recipient (repeatable): `name@example.com` or `Name <name@example.com>`.
-    #[arg(long, required = true, value_parser = parse_mailbox)]
+    /// Recipient (repeatable, at least one): `name@example.com` or `Name <name@example.com>`.
+    #[arg(long, value_parser = parse_mailbox)]
     pub to: Vec<Mailbox>,
     /// Visible copy recipient (repeatable).
     #[arg(long, value_parser = parse_mailbox)]
@@ -136,16 +139,18 @@ pub(super) fn parse_language(text: &str) -> Result<String, String> {
     }
 }
 
-/// `explain`: one context (like preview and send), or `--all` of them.
+/// A request context where another mode (`explain --all`, `send
+/// --batch`) can stand in for it: clap leaves every field optional, and
+/// `complete` says what is missing.
 #[derive(Debug, Clone, Args)]
-pub struct ExplainArgs {
+pub struct OptionalContextArgs {
     /// Administration (company) the message is sent for.
-    #[arg(long, short = 'a', required_unless_present = "all")]
+    #[arg(long, short = 'a')]
     pub administration: Option<String>,
     /// User on whose behalf the message is sent.
-    #[arg(long, short = 'u', required_unless_present = "all")]
+    #[arg(long, short = 'u')]
     pub user: Option<String>,
-    /// Business process, e.g. `sales_invoice`.
+    /// Business process, e.g. `sales_invoice`; the language table picks the template.
     #[arg(long, short = 'p', conflicts_with = "template")]
     pub process: Option<String>,
     /// Language of the message (with --process).
@@ -158,9 +163,43 @@ pub struct ExplainArgs {
     /// profile's transport.
     #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
     pub transport_override: Option<PathBuf>,
+}
+
+/// The context flags that `explain --all` and `send --batch` replace.
+const CONTEXT_FLAGS: [&str; 5] = ["administration", "user", "process", "template", "language"];
+
+impl OptionalContextArgs {
+    /// The context, or what `command` needs (`instead`: the other mode).
+    pub fn complete(&self, command: &str, instead: &str) -> Result<ContextArgs, super::CliError> {
+        let needs =
+            |what: &str| super::CliError::Usage(format!("{command} needs {what} (or {instead})"));
+        let administration = self
+            .administration
+            .clone()
+            .ok_or_else(|| needs("--administration"))?;
+        let user = self.user.clone().ok_or_else(|| needs("--user"))?;
+        if self.process.is_none() && self.template.is_none() {
+            return Err(needs("--process or --template"));
+        }
+        Ok(ContextArgs {
+            administration,
+            user,
+            process: self.process.clone(),
+            language: self.language.clone(),
+            template: self.template.clone(),
+            transport_override: self.transport_override.clone(),
+        })
+    }
+}
+
+/// `explain`: one context (like preview and send), or `--all` of them.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub context: OptionalContextArgs,
     /// Every context instead: administration × process × language × user
     /// (each user with enabled personal settings, plus none), one row each.
-    #[arg(long, conflicts_with_all = ["administration", "user", "process", "template", "language"])]
+    #[arg(long, conflicts_with_all = CONTEXT_FLAGS)]
     pub all: bool,
     /// Exit 1 unless the winning profile is this one.
     #[arg(long, value_name = "ID", conflicts_with = "all")]
@@ -178,19 +217,7 @@ impl ExplainArgs {
         if self.all {
             return Ok(None);
         }
-        if self.process.is_none() && self.template.is_none() {
-            return Err(super::CliError::Usage(
-                "explain needs --process or --template (or --all)".into(),
-            ));
-        }
-        Ok(Some(ContextArgs {
-            administration: self.administration.clone().unwrap_or_default(),
-            user: self.user.clone().unwrap_or_default(),
-            process: self.process.clone(),
-            language: self.language.clone(),
-            template: self.template.clone(),
-            transport_override: self.transport_override.clone(),
-        }))
+        self.context.complete("explain", "--all").map(Some)
     }
 
     pub fn expectations(&self) -> super::explain::Expectations {
@@ -204,49 +231,13 @@ impl ExplainArgs {
 /// `send`: one message from flags (like preview), or `--batch` of them.
 #[derive(Debug, Clone, Args)]
 pub struct SendArgs {
-    /// Administration (company) the message is sent for.
-    #[arg(long, short = 'a', required_unless_present = "batch")]
-    pub administration: Option<String>,
-    /// User on whose behalf the message is sent.
-    #[arg(long, short = 'u', required_unless_present = "batch")]
-    pub user: Option<String>,
-    /// Business process, e.g. `sales_invoice`; the language table picks the template.
-    #[arg(long, short = 'p', conflicts_with = "template")]
-    pub process: Option<String>,
-    /// Language of the message (with --process).
-    #[arg(long, short = 'l', requires = "process", value_parser = parse_language)]
-    pub language: Option<String>,
-    /// Use this template instead of the language table.
-    #[arg(long, short = 't')]
-    pub template: Option<String>,
-    /// Recipient (repeatable): `name@example.com` or `Name <name@example.com>`.
-    #[arg(long, required_unless_present = "batch", value_parser = parse_mailbox)]
-    pub to: Vec<Mailbox>,
-    /// Visible copy recipient (repeatable).
-    #[arg(long, value_parser = parse_mailbox)]
-    pub cc: Vec<Mailbox>,
-    /// YAML or JSON file with the template variables.
-    #[arg(long, value_name = "FILE")]
-    pub data: Option<PathBuf>,
-    /// Attach a file (repeatable).
-    #[arg(long, value_name = "FILE")]
-    pub attach: Vec<PathBuf>,
-    /// Fixed Date header, RFC 3339 in UTC (`2026-12-01T09:00:00Z`).
-    #[arg(long, value_parser = parse_date)]
-    pub date: Option<std::time::SystemTime>,
-    /// Fixed Message-ID (`<id@domain>`).
-    #[arg(long, value_parser = parse_message_id)]
-    pub message_id: Option<String>,
-    /// A file with one `smtp`, `sendmail` or `file` block that replaces every
-    /// profile's transport.
-    #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
-    pub transport_override: Option<PathBuf>,
+    #[command(flatten)]
+    pub context: OptionalContextArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
     /// Send every request of a JSON Lines file (one JSON object per line,
     /// with the fields of the flags above: see docs/batch.md).
-    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = [
-        "administration", "user", "process", "template", "language",
-        "to", "cc", "data", "attach", "date", "message_id",
-    ])]
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = CONTEXT_FLAGS, conflicts_with_all = MESSAGE_FLAGS)]
     pub batch: Option<PathBuf>,
     /// Where the batch writes one result line per request; it must not
     /// exist yet. Default: the batch file's name with `.results.jsonl`.
@@ -266,31 +257,11 @@ pub struct SendArgs {
 
 impl SendArgs {
     /// The single message's context and content; `None` for `--batch`.
-    pub fn single(&self) -> Result<Option<(ContextArgs, MessageArgs)>, super::CliError> {
+    pub fn single(&self) -> Result<Option<(ContextArgs, &MessageArgs)>, super::CliError> {
         if self.batch.is_some() {
             return Ok(None);
         }
-        if self.process.is_none() && self.template.is_none() {
-            return Err(super::CliError::Usage(
-                "send needs --process or --template (or --batch)".into(),
-            ));
-        }
-        let context = ContextArgs {
-            administration: self.administration.clone().unwrap_or_default(),
-            user: self.user.clone().unwrap_or_default(),
-            process: self.process.clone(),
-            language: self.language.clone(),
-            template: self.template.clone(),
-            transport_override: self.transport_override.clone(),
-        };
-        let message = MessageArgs {
-            to: self.to.clone(),
-            cc: self.cc.clone(),
-            data: self.data.clone(),
-            attach: self.attach.clone(),
-            date: self.date,
-            message_id: self.message_id.clone(),
-        };
-        Ok(Some((context, message)))
+        let context = self.context.complete("send", "--batch")?;
+        Ok(Some((context, &self.message)))
     }
 }

@@ -246,7 +246,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             html_out,
         } => preview::run(&source, &context, &message, html_out.as_deref()),
         Command::Send(args) => match args.single()? {
-            Some((context, message)) => send::run(&source, &context, &message),
+            Some((context, message)) => send::run(&source, &context, message),
             None => batch::run(&source, &args),
         },
     }
@@ -311,6 +311,11 @@ impl Prepared {
 
 /// Reads the data file and attachments named on the command line.
 fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
+    if args.to.is_empty() {
+        return Err(CliError::Usage(
+            "give at least one recipient: --to ADDR".into(),
+        ));
+    }
     let data = match &args.data {
         Some(path) => config::load_data(path).map_err(file_error("data file", path))?,
         None => serde_json::Value::Object(Default::default()),

@@ -30,7 +30,7 @@ struct RetryPolicy {
 
 pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     let batch = args.batch.as_deref().expect("batch::run is for --batch");
-    let prepared = Prepared::load(source, args.transport_override.as_deref())?;
+    let prepared = Prepared::load(source, args.context.transport_override.as_deref())?;
     let text = std::fs::read_to_string(batch).map_err(|error| CliError::Input {
         path: batch.to_path_buf(),
         error,
@@ -63,7 +63,6 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     };
     let shared = Shared {
         batch_dir,
-        args,
         prepared: &prepared,
         transports: Transports::default(),
         policy,
@@ -148,7 +147,6 @@ fn progress_bar(total: usize) -> ProgressBar {
 /// What every worker uses.
 struct Shared<'a> {
     batch_dir: &'a Path,
-    args: &'a SendArgs,
     prepared: &'a Prepared,
     transports: Transports,
     policy: RetryPolicy,
@@ -169,59 +167,47 @@ impl Shared<'_> {
             };
             return Outcome::invalid(number, request::id_of(number, text), invalid);
         }
-        let override_file = self.args.transport_override.as_ref();
-        let request = match request::parse(number, text, self.batch_dir, override_file) {
+        let request = match request::parse(number, text, self.batch_dir) {
             Ok(request) => request,
             Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
         };
         let mut outcome = Outcome::new(number, request.id.clone());
-        if let Err(error) = send(
-            &request,
-            self.prepared,
-            &self.transports,
-            self.policy,
-            &mut outcome,
-        ) {
+        if let Err(error) = self.send(request, &mut outcome) {
             outcome.fail(&error);
         }
         outcome
     }
-}
 
-fn send(
-    request: &Request,
-    prepared: &Prepared,
-    transports: &Transports,
-    policy: RetryPolicy,
-    outcome: &mut Outcome,
-) -> Result<(), CliError> {
-    let resolution =
-        resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))?;
-    outcome.profile = Some(resolution.profile.id.to_string());
-    let input = message_input_with(&request.message, request.data.clone())?;
-    let rendered = render::render(&resolution, &input)?;
-    outcome.message_id = Some(rendered.message_id.clone());
-    let deliver = transports.for_effective(&resolution.effective)?;
-    let bytes = rendered.bytes();
-    let message = Outgoing {
-        envelope: rendered.envelope(),
-        bytes: &bytes,
-        message_id: &rendered.message_id,
-    };
-    let mut delay = policy.first_delay;
-    loop {
-        outcome.attempts += 1;
-        match deliver.deliver(message) {
-            Ok(receipt) => {
-                outcome.status = Status::Sent;
-                outcome.reply = Some(receipt.reply);
-                return Ok(());
+    fn send(&self, request: Request, outcome: &mut Outcome) -> Result<(), CliError> {
+        let prepared = self.prepared;
+        let resolution =
+            resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))?;
+        outcome.profile = Some(resolution.profile.id.to_string());
+        let input = message_input_with(&request.message, request.data)?;
+        let rendered = render::render(&resolution, &input)?;
+        outcome.message_id = Some(rendered.message_id.clone());
+        let deliver = self.transports.for_effective(&resolution.effective)?;
+        let bytes = rendered.bytes();
+        let message = Outgoing {
+            envelope: rendered.envelope(),
+            bytes: &bytes,
+            message_id: &rendered.message_id,
+        };
+        let mut delay = self.policy.first_delay;
+        loop {
+            outcome.attempts += 1;
+            match deliver.deliver(message) {
+                Ok(receipt) => {
+                    outcome.status = Status::Sent;
+                    outcome.reply = Some(receipt.reply);
+                    return Ok(());
+                }
+                Err(error) if error.is_temporary() && outcome.attempts <= self.policy.retries => {
+                    std::thread::sleep(delay);
+                    delay = delay.saturating_mul(2);
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) if error.is_temporary() && outcome.attempts <= policy.retries => {
-                std::thread::sleep(delay);
-                delay = delay.saturating_mul(2);
-            }
-            Err(error) => return Err(error.into()),
         }
     }
 }

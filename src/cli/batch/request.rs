@@ -70,12 +70,7 @@ pub struct Invalid {
 }
 
 /// Parses one line.
-pub fn parse(
-    line_number: usize,
-    text: &str,
-    batch_dir: &Path,
-    transport_override: Option<&PathBuf>,
-) -> Result<Request, Invalid> {
+pub fn parse(line_number: usize, text: &str, batch_dir: &Path) -> Result<Request, Invalid> {
     // serde would also take a JSON array as the fields in order: a line
     // must name its fields.
     if !text.trim_start().starts_with('{') {
@@ -94,7 +89,7 @@ pub fn parse(
             problem,
         }
     })?;
-    check(line, line_number, batch_dir, transport_override).map_err(|problem| Invalid {
+    check(line, line_number, batch_dir).map_err(|problem| Invalid {
         column: None,
         problem,
     })
@@ -110,12 +105,7 @@ fn without_position(error: &serde_json::Error) -> String {
 }
 
 /// The checks of the flags, for a parsed line.
-fn check(
-    line: Line,
-    line_number: usize,
-    batch_dir: &Path,
-    transport_override: Option<&PathBuf>,
-) -> Result<Request, String> {
+fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, String> {
     if line.to.is_empty() {
         return Err("`to`: give at least one recipient".into());
     }
@@ -149,7 +139,8 @@ fn check(
                 .map(|l| parse_language(&l).map_err(field("language")))
                 .transpose()?,
             template: line.template,
-            transport_override: transport_override.cloned(),
+            // The batch's override is loaded once, with the configuration.
+            transport_override: None,
         },
         message: MessageArgs {
             to: mailboxes("to", &line.to)?,
