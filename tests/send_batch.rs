@@ -33,13 +33,31 @@ fn invoices(dir: &Path, count: usize) -> PathBuf {
 }
 
 fn send_batch(server: &SmtpServer, batch: &Path, extra: &[&str]) -> Run {
-    run(mailrules()
+    run(&mut batch_command(server, batch, extra, SMTP_PASSWORD))
+}
+
+/// `send --batch` to `server`, logging in with `password`.
+fn batch_command(
+    server: &SmtpServer,
+    batch: &Path,
+    extra: &[&str],
+    password: &str,
+) -> std::process::Command {
+    let mut command = mailrules();
+    command
         .args(["send", "--config", EXAMPLE, "--batch"])
         .arg(batch)
         .arg("--transport-override")
         .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
         .args(extra)
-        .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD))
+        .env("TEST_RELAY_PASSWORD", password);
+    command
+}
+
+/// A server that answers `command` (`--rcpt-reply`, `--data-reply`) with
+/// `reply` once, then accepts.
+fn refusing_once(command: &str, reply: &str) -> SmtpServer {
+    SmtpServer::start_with("starttls", &[command, reply, "--reply-count", "1"])
 }
 
 /// The results file's lines, by request id.
@@ -208,42 +226,34 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
     assert_eq!(server.received().len(), 2, "nothing was sent twice");
 }
 
+/// A 4xx to RCPT, or a 421 to the message itself (a reply: the server
+/// did not take it), is retried; the message then arrives once.
 #[test]
 fn a_temporary_refusal_is_retried_and_then_the_message_goes_out_once() {
-    let server = SmtpServer::start_with(
-        "starttls",
-        &[
-            "--rcpt-reply",
-            "451 4.3.0 Mailbox temporarily unavailable",
-            "--reply-count",
-            "1",
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let batch = invoices(dir.path(), 1);
-    let result = send_batch(
-        &server,
-        &batch,
-        &["--retries", "1", "--retry-delay", "10ms"],
-    );
-    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
-    assert_eq!(recipients(&server), ["klant1@example.com"]);
-    let results = results(&batch);
-    assert_eq!(results["inv-1"]["status"], "sent");
-    assert_eq!(results["inv-1"]["attempts"], 2);
+    let cases = [
+        ("--rcpt-reply", "451 4.3.0 Mailbox temporarily unavailable"),
+        ("--data-reply", "421 4.3.2 Service shutting down"),
+    ];
+    for (command, reply) in cases {
+        let server = refusing_once(command, reply);
+        let dir = tempfile::tempdir().unwrap();
+        let batch = invoices(dir.path(), 1);
+        let result = send_batch(
+            &server,
+            &batch,
+            &["--retries", "1", "--retry-delay", "10ms"],
+        );
+        assert_eq!(result.code, 0, "{reply}: {}", result.stderr);
+        assert_eq!(recipients(&server), ["klant1@example.com"], "{reply}");
+        let results = results(&batch);
+        assert_eq!(results["inv-1"]["status"], "sent", "{reply}");
+        assert_eq!(results["inv-1"]["attempts"], 2, "{reply}");
+    }
 }
 
 #[test]
 fn without_retries_a_temporary_refusal_is_reported_as_temporary() {
-    let server = SmtpServer::start_with(
-        "starttls",
-        &[
-            "--rcpt-reply",
-            "451 4.3.0 Mailbox temporarily unavailable",
-            "--reply-count",
-            "1",
-        ],
-    );
+    let server = refusing_once("--rcpt-reply", "451 4.3.0 Mailbox temporarily unavailable");
     let dir = tempfile::tempdir().unwrap();
     let batch = invoices(dir.path(), 1);
     let result = send_batch(&server, &batch, &["--retries", "0"]);
@@ -387,40 +397,17 @@ fn a_connection_lost_after_the_whole_message_is_not_retried() {
 }
 
 #[test]
-fn a_421_reply_to_the_message_is_a_refusal_to_retry_not_an_unknown() {
-    let server = SmtpServer::start_with(
-        "starttls",
-        &[
-            "--data-reply",
-            "421 4.3.2 Service shutting down",
-            "--reply-count",
-            "1",
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let batch = invoices(dir.path(), 1);
-    let result = send_batch(
-        &server,
-        &batch,
-        &["--retries", "1", "--retry-delay", "10ms"],
-    );
-    assert_eq!(result.code, 0, "stderr: {}", result.stderr);
-    assert_eq!(recipients(&server), ["klant1@example.com"]);
-    assert_eq!(results(&batch)["inv-1"]["attempts"], 2);
-}
-
-#[test]
 fn a_refused_login_is_not_tried_again_for_every_message() {
     let server = SmtpServer::start("starttls");
     let dir = tempfile::tempdir().unwrap();
     let batch = invoices(dir.path(), 20);
-    let result = run(mailrules()
-        .args(["send", "--config", EXAMPLE, "--batch"])
-        .arg(&batch)
-        .arg("--transport-override")
-        .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
-        .args(["--concurrency", "1"])
-        .env("TEST_RELAY_PASSWORD", "wrong-password"));
+    let extra = ["--concurrency", "1"];
+    let result = run(&mut batch_command(
+        &server,
+        &batch,
+        &extra,
+        "wrong-password",
+    ));
     assert_eq!(result.code, 1);
     assert!(
         result.stdout.contains("0 sent, 20 failed"),
@@ -445,13 +432,8 @@ fn a_server_that_dies_mid_batch_leaves_every_request_accounted_for() {
     let mut server = SmtpServer::start("starttls");
     let dir = tempfile::tempdir().unwrap();
     let batch = invoices(dir.path(), 300);
-    let mut child = mailrules()
-        .args(["send", "--config", EXAMPLE, "--batch"])
-        .arg(&batch)
-        .arg("--transport-override")
-        .arg(server.override_file("starttls", "TEST_RELAY_PASSWORD"))
-        .args(["--concurrency", "4", "--retries", "0"])
-        .env("TEST_RELAY_PASSWORD", SMTP_PASSWORD)
+    let extra = ["--concurrency", "4", "--retries", "0"];
+    let mut child = batch_command(&server, &batch, &extra, SMTP_PASSWORD)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -287,6 +287,16 @@ fn an_untrusted_certificate_is_refused() {
     assert!(server.received().is_empty());
 }
 
+/// A transport override for `server` with `security` and no login;
+/// `more` adds settings (`, timeout_seconds: 1`).
+fn login_free_override(server: &SmtpServer, security: &str, more: &str) -> String {
+    format!(
+        "smtp: {{host: localhost, port: {}, security: {security}, ca_file: {}{more}}}\n",
+        server.port,
+        server.ca_file().display()
+    )
+}
+
 /// Sends the invoice through a server started with scripted refusals.
 fn send_to(server: &SmtpServer, override_text: Option<&str>) -> Run {
     let override_file = match override_text {
@@ -374,11 +384,7 @@ fn failures_are_classified_with_the_reply_and_a_hint() {
 #[test]
 fn a_login_the_server_requires_is_explained() {
     let server = SmtpServer::start("starttls");
-    let no_auth = format!(
-        "smtp: {{host: localhost, port: {}, security: starttls, ca_file: {}}}\n",
-        server.port,
-        server.ca_file().display()
-    );
+    let no_auth = login_free_override(&server, "starttls", "");
     let result = send_to(&server, Some(&no_auth));
     assert_eq!(result.code, 1);
     assert!(result.stderr.contains("530"), "{}", result.stderr);
@@ -392,11 +398,7 @@ fn a_login_the_server_requires_is_explained() {
 #[test]
 fn implicit_tls_against_a_starttls_port_is_explained() {
     let server = SmtpServer::start("starttls");
-    let wrong_mode = format!(
-        "smtp: {{host: localhost, port: {}, security: tls, ca_file: {}, timeout_seconds: 5}}\n",
-        server.port,
-        server.ca_file().display()
-    );
+    let wrong_mode = login_free_override(&server, "tls", ", timeout_seconds: 5");
     let result = send_to(&server, Some(&wrong_mode));
     assert_eq!(result.code, 1);
     assert!(
@@ -411,11 +413,7 @@ fn implicit_tls_against_a_starttls_port_is_explained() {
 #[test]
 fn starttls_against_an_implicit_tls_port_is_explained() {
     let server = SmtpServer::start("tls");
-    let wrong_mode = format!(
-        "smtp: {{host: localhost, port: {}, security: starttls, ca_file: {}, timeout_seconds: 1}}\n",
-        server.port,
-        server.ca_file().display()
-    );
+    let wrong_mode = login_free_override(&server, "starttls", ", timeout_seconds: 1");
     let result = send_to(&server, Some(&wrong_mode));
     assert_eq!(result.code, 1);
     assert!(result.stderr.contains("timed out"), "{}", result.stderr);
