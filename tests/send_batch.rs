@@ -154,8 +154,8 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
     text.push_str("{\"id\": \"typo\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"a@example.com\"], \"bc\": [\"b@example.com\"]}\n");
     text.push_str("{\"id\": \"nobody\", \"administration\": \"acme-nl\", \"user\": \"anna\", \"process\": \"sales_invoice\", \"to\": [\"not an address\"]}\n");
     text.push_str("{oops\n");
-    let first_line = text.lines().next().unwrap().to_string();
-    text.push_str(&(first_line + "\n")); // inv-1 again
+    let first_line_text = text.lines().next().unwrap().to_string();
+    text.push_str(&format!("{first_line_text}\n")); // inv-1 again
     std::fs::write(&batch, text).unwrap();
 
     let result = send_batch(&server, &batch, &[]);
@@ -165,13 +165,11 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
         "{}",
         result.stdout
     );
-    assert!(
-        result
-            .stderr
-            .contains("invoices.jsonl:6 (inv-1): the `id` is also on line 1: not sent"),
-        "{}",
-        result.stderr
-    );
+    // The column points at the repeated `id` (json! sorts the keys).
+    let id_column = first_line_text.find("\"id\":").unwrap() + 1;
+    let duplicate =
+        format!("invoices.jsonl:6:{id_column} (inv-1): the `id` is also on line 1: not sent");
+    assert!(result.stderr.contains(&duplicate), "{}", result.stderr);
     assert!(
         result
             .stderr
@@ -180,7 +178,9 @@ fn bad_lines_fail_alone_and_a_second_run_cannot_overwrite_the_results() {
         result.stderr
     );
     assert!(
-        result.stderr.contains("invoices.jsonl:4 (nobody): `to`:"),
+        result
+            .stderr
+            .contains("invoices.jsonl:4:91 (nobody): `to`:"),
         "{}",
         result.stderr
     );
@@ -511,4 +511,57 @@ fn the_file_transport_never_replaces_a_message_with_the_same_message_id() {
     assert!(stored.contains("first@example.com") && envelope.contains("first@example.com"));
     let names: Vec<_> = std::fs::read_dir(&outbox).unwrap().collect();
     assert_eq!(names.len(), 2, "no temporary files left behind");
+}
+
+/// Errors found while resolving and rendering point into the batch line
+/// (the field) and, for a template, at the template's file:line:column.
+#[test]
+fn resolution_and_template_errors_point_at_the_line_field_and_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let override_file = dir.path().join("file.yaml");
+    std::fs::write(
+        &override_file,
+        format!("file: {{dir: {}}}\n", dir.path().join("out").display()),
+    )
+    .unwrap();
+    let unknown = r#"{"id": "u", "administration": "acme-nll", "user": "anna", "process": "sales_invoice", "to": ["a@example.com"]}"#;
+    let no_data = r#"{"id": "d", "administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["a@example.com"], "data": {}}"#;
+    let batch = dir.path().join("invoices.jsonl");
+    std::fs::write(&batch, format!("{unknown}\n{no_data}\n")).unwrap();
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(&batch)
+        .arg("--transport-override")
+        .arg(&override_file));
+    assert_eq!(result.code, 1);
+    let administration = unknown.find("\"administration\"").unwrap() + 1;
+    assert!(
+        result.stderr.contains(&format!(
+            "invoices.jsonl:1:{administration} (u): unknown administration `acme-nll`"
+        )),
+        "{}",
+        result.stderr
+    );
+    let data = no_data.find("\"data\"").unwrap() + 1;
+    assert!(
+        result.stderr.contains(&format!(
+            "invoices.jsonl:2:{data} (d): template `sales_invoice-nl`"
+        )),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result
+            .stderr
+            .contains("  --> examples/acme/config/templates/sales_invoice.yaml:"),
+        "{}",
+        result.stderr
+    );
+    let results = results(&batch);
+    assert!(
+        results["d"]["template_at"]
+            .as_str()
+            .unwrap()
+            .contains("sales_invoice.yaml:")
+    );
 }

@@ -116,7 +116,7 @@ impl RenderError {
     pub fn hint(&self) -> Option<String> {
         match self {
             RenderError::MissingVariable { variable, .. } => Some(format!(
-                "add `{variable}` to the data file (--data), or guard it with `{{% if {variable} is defined %}}`"
+                "add `{variable}` to the data (the --data file, or a batch line's `data`), or guard it with `{{% if {variable} is defined %}}`"
             )),
             RenderError::NoRecipients => Some("name at least one recipient with --to".into()),
             RenderError::TooLarge { .. } => Some(

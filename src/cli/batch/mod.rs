@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::render;
-use crate::resolve;
+use crate::render::{self, RenderError};
+use crate::resolve::{self, ResolveError};
 use crate::transport::{Outgoing, Transports};
 
 use super::{CliError, ConfigSource, Prepared, SendArgs, message_input_with};
@@ -101,6 +101,17 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     Ok(if tally.all_sent() { 0 } else { 1 })
 }
 
+/// The field of a request line that an error is about, to point at it.
+fn field_of(error: &CliError) -> Option<&'static str> {
+    match error {
+        CliError::Resolve(ResolveError::Unknown { what, .. }) => Some(what),
+        CliError::Resolve(ResolveError::NoTemplate { .. }) => Some("process"),
+        CliError::Render(RenderError::MissingVariable { .. }) => Some("data"),
+        CliError::Input { .. } => Some("attach"),
+        _ => None,
+    }
+}
+
 /// For each line, the earlier line with the same id, if any: a repeated
 /// id is most likely the same invoice twice.
 fn first_use_of_ids(lines: &[(usize, &str)]) -> Vec<Option<usize>> {
@@ -162,7 +173,7 @@ impl Shared<'_> {
                 "the `id` is also on line {first}: not sent, so that one request cannot go out twice; give each request its own id"
             );
             let invalid = Invalid {
-                column: None,
+                column: request::field_column(text, "id"),
                 problem,
             };
             return Outcome::invalid(number, request::id_of(number, text), invalid);
@@ -174,6 +185,7 @@ impl Shared<'_> {
         let mut outcome = Outcome::new(number, request.id.clone());
         if let Err(error) = self.send(request, &mut outcome) {
             outcome.fail(&error);
+            outcome.column = field_of(&error).and_then(|name| request::field_column(text, name));
         }
         outcome
     }

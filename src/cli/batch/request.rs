@@ -55,9 +55,26 @@ pub fn id_of(line_number: usize, text: &str) -> String {
         .unwrap_or_else(|| format!("line-{line_number}"))
 }
 
-/// Prefixes a field's problem with its name.
-fn field(name: &'static str) -> impl Fn(String) -> String {
-    move |problem| format!("`{name}`: {problem}")
+/// A problem with one field of a line (or with the line, `field: None`).
+struct FieldProblem {
+    field: Option<&'static str>,
+    problem: String,
+}
+
+/// A field's problem, with the field's name in front.
+fn field(name: &'static str) -> impl Fn(String) -> FieldProblem {
+    move |problem| FieldProblem {
+        field: Some(name),
+        problem: format!("`{name}`: {problem}"),
+    }
+}
+
+/// Where `"name":` starts in a line (1-based), to point at a field.
+pub fn field_column(text: &str, name: &str) -> Option<usize> {
+    let key = format!("\"{name}\"");
+    text.match_indices(&key)
+        .find(|(at, _)| text[at + key.len()..].trim_start().starts_with(':'))
+        .map(|(at, _)| at + 1)
 }
 
 /// Why a line is not a valid request.
@@ -89,9 +106,9 @@ pub fn parse(line_number: usize, text: &str, batch_dir: &Path) -> Result<Request
             problem,
         }
     })?;
-    check(line, line_number, batch_dir).map_err(|problem| Invalid {
-        column: None,
-        problem,
+    check(line, line_number, batch_dir).map_err(|p| Invalid {
+        column: p.field.and_then(|name| field_column(text, name)),
+        problem: p.problem,
     })
 }
 
@@ -105,28 +122,36 @@ fn without_position(error: &serde_json::Error) -> String {
 }
 
 /// The checks of the flags, for a parsed line.
-fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, String> {
+fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, FieldProblem> {
     if line.to.is_empty() {
-        return Err("`to`: give at least one recipient".into());
+        return Err(field("to")("give at least one recipient".into()));
     }
-    let mailboxes = |name: &'static str, list: &[String]| -> Result<Vec<Mailbox>, String> {
+    let mailboxes = |name: &'static str, list: &[String]| -> Result<Vec<Mailbox>, FieldProblem> {
         list.iter()
             .map(|m| parse_mailbox(m).map_err(field(name)))
             .collect()
     };
     let selector_problem = match (&line.process, &line.template, &line.language) {
-        (None, None, _) => Some("give `process` (with `language`) or `template`"),
-        (Some(_), Some(_), _) => Some("give `process` or `template`, not both"),
-        (None, Some(_), Some(_)) => Some("`language` goes with `process`: a template has its own"),
+        (None, None, _) => Some((None, "give `process` (with `language`) or `template`")),
+        (Some(_), Some(_), _) => Some((Some("template"), "give `process` or `template`, not both")),
+        (None, Some(_), Some(_)) => Some((
+            Some("language"),
+            "`language` goes with `process`: a template has its own",
+        )),
         _ => None,
     };
-    if let Some(problem) = selector_problem {
-        return Err(problem.into());
+    if let Some((field, problem)) = selector_problem {
+        let problem = problem.to_string();
+        return Err(FieldProblem { field, problem });
     }
     let data = match line.data {
         None => serde_json::Value::Object(Default::default()),
         Some(object @ serde_json::Value::Object(_)) => object,
-        Some(_) => return Err("`data`: write the template variables as a JSON object".into()),
+        Some(_) => {
+            return Err(field("data")(
+                "write the template variables as a JSON object".into(),
+            ));
+        }
     };
     Ok(Request {
         id: line.id.unwrap_or_else(|| format!("line-{line_number}")),
@@ -158,4 +183,17 @@ fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, St
         },
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_column;
+
+    #[test]
+    fn a_field_is_found_by_its_key_not_by_an_equal_value() {
+        let line = r#"{"id": "to", "to" : ["a@example.com"]}"#;
+        assert_eq!(field_column(line, "to"), Some(14));
+        assert_eq!(field_column(line, "id"), Some(2));
+        assert_eq!(field_column(line, "cc"), None);
+    }
 }

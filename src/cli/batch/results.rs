@@ -29,7 +29,8 @@ pub enum Status {
 pub struct Outcome {
     /// Line of the batch file.
     pub line: usize,
-    /// Column in that line, for a line that is not valid JSON.
+    /// Column in that line: where the JSON parser stopped, or the field
+    /// the error is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
     pub id: String,
@@ -47,6 +48,9 @@ pub struct Outcome {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The template part that failed to render (file:line:column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_at: Option<String>,
     pub attempts: u32,
 }
 
@@ -63,6 +67,7 @@ impl Outcome {
             reply: None,
             error: None,
             hint: None,
+            template_at: None,
             attempts: 0,
         }
     }
@@ -93,6 +98,9 @@ impl Outcome {
         }
         self.error = Some(report::one_line(&error.to_string()));
         self.hint = report::hint(error);
+        if let CliError::Render(render) = error {
+            self.template_at = render.location().map(ToString::to_string);
+        }
     }
 }
 
@@ -166,6 +174,9 @@ impl Tally {
                 report::one_line(&outcome.id),
                 report::one_line(outcome.error.as_deref().unwrap_or_default())
             );
+            if let Some(at) = &outcome.template_at {
+                text.push_str(&format!("\n  --> {at}"));
+            }
             if let Some(hint) = &outcome.hint {
                 text.push_str(&format!("\n  = hint: {hint}"));
             }
