@@ -226,6 +226,8 @@ impl Deliver for SmtpDeliver {
 }
 
 impl SmtpDeliver {
+    /// A failed transaction as the caller sees it: `Uncertain` when the
+    /// message went out and no reply came.
     fn describe(&self, failure: Failure) -> SendError {
         match failure.stage {
             // A reply, even 421, says the message was not taken.
@@ -239,9 +241,7 @@ impl SmtpDeliver {
             _ => self.classify(&failure.error),
         }
     }
-}
 
-impl SmtpDeliver {
     /// A server reply becomes `Rejected` with its code and text; everything
     /// else is a connection problem, described with its whole cause chain.
     fn classify(&self, error: &lettre::transport::smtp::Error) -> SendError {

@@ -62,14 +62,7 @@ pub fn transmit(
     if !bytes.is_ascii() && eight_bit {
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    connection
-        .command(Mail::new(envelope.from().cloned(), parameters))
-        .map_err(at_envelope)?;
-    for recipient in envelope.to() {
-        connection
-            .command(Rcpt::new(recipient.clone(), Vec::new()))
-            .map_err(at_envelope)?;
-    }
+    send_envelope(connection, envelope, parameters).map_err(at_envelope)?;
     connection.command(Data).map_err(at_envelope)?;
 
     // Once the end-of-data mark may have gone out, a lost connection leaves
@@ -109,12 +102,22 @@ impl std::fmt::Display for Content<'_> {
     }
 }
 
-/// MAIL FROM and RCPT TO without DATA, then RSET: nothing is sent.
-pub fn try_envelope(connection: &mut SmtpConnection, envelope: &Envelope) -> Result<(), Error> {
-    connection.command(Mail::new(envelope.from().cloned(), Vec::new()))?;
+/// MAIL FROM, then RCPT TO for each envelope recipient.
+fn send_envelope(
+    connection: &mut SmtpConnection,
+    envelope: &Envelope,
+    parameters: Vec<MailParameter>,
+) -> Result<(), Error> {
+    connection.command(Mail::new(envelope.from().cloned(), parameters))?;
     for recipient in envelope.to() {
         connection.command(Rcpt::new(recipient.clone(), Vec::new()))?;
     }
+    Ok(())
+}
+
+/// MAIL FROM and RCPT TO without DATA, then RSET: nothing is sent.
+pub fn try_envelope(connection: &mut SmtpConnection, envelope: &Envelope) -> Result<(), Error> {
+    send_envelope(connection, envelope, Vec::new())?;
     connection.command(Rset).map(drop)
 }
 
