@@ -154,7 +154,7 @@ pub struct OptionalContextArgs {
     #[arg(long, short = 'p', conflicts_with = "template")]
     pub process: Option<String>,
     /// Language of the message (with --process).
-    #[arg(long, short = 'l', requires = "process", value_parser = parse_language)]
+    #[arg(long, short = 'l', value_parser = parse_language)]
     pub language: Option<String>,
     /// Use this template instead of the language table.
     #[arg(long, short = 't')]
@@ -180,6 +180,13 @@ impl OptionalContextArgs {
         let user = self.user.clone().ok_or_else(|| needs("--user"))?;
         if self.process.is_none() && self.template.is_none() {
             return Err(needs("--process or --template"));
+        }
+        // Checked here, not by clap: `requires` counts as met when
+        // --process conflicts with a given --template.
+        if self.language.is_some() && self.process.is_none() {
+            return Err(super::CliError::Usage(
+                "--language goes with --process: a template has its own language".into(),
+            ));
         }
         Ok(ContextArgs {
             administration,
@@ -241,18 +248,20 @@ pub struct SendArgs {
     pub batch: Option<PathBuf>,
     /// Where the batch writes one result line per request; it must not
     /// exist yet. Default: the batch file's name with `.results.jsonl`.
-    #[arg(long, value_name = "FILE", requires = "batch")]
+    #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
-    /// Messages of a batch in flight at once (connections per server).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    /// Messages of a batch in flight at once (connections per server) [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
     /// Retries of a batch message after a temporary failure (a 4xx reply,
-    /// or no connection); never after a 5xx or once the whole message was sent.
-    #[arg(long, default_value_t = 2)]
-    pub retries: u32,
-    /// Wait before the first retry; doubled for each next one.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub retry_delay: std::time::Duration,
+    /// or no connection); never after a 5xx or once the whole message was
+    /// sent [default: 2].
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Wait before a batch message's first retry; doubled for each next
+    /// one [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_delay: Option<std::time::Duration>,
 }
 
 impl SendArgs {
@@ -260,6 +269,19 @@ impl SendArgs {
     pub fn single(&self) -> Result<Option<(ContextArgs, &MessageArgs)>, super::CliError> {
         if self.batch.is_some() {
             return Ok(None);
+        }
+        // clap's `requires` is satisfied when the required flag conflicts
+        // with one given (--batch with --to), so these are checked here.
+        let batch_only = [
+            ("--results", self.results.is_some()),
+            ("--concurrency", self.concurrency.is_some()),
+            ("--retries", self.retries.is_some()),
+            ("--retry-delay", self.retry_delay.is_some()),
+        ];
+        if let Some((flag, _)) = batch_only.iter().find(|(_, given)| *given) {
+            return Err(super::CliError::Usage(format!(
+                "{flag} goes with --batch FILE.jsonl"
+            )));
         }
         let context = self.context.complete("send", "--batch")?;
         Ok(Some((context, &self.message)))

@@ -355,12 +355,59 @@ fn message_input_with(
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     /// clap checks its own definitions (conflicts, requirements) here, not
     /// only when a user happens to type the flag.
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// What clap's `requires` does not catch (it counts a flag that
+    /// conflicts with a given one as present) is refused before running.
+    #[test]
+    fn flags_of_another_mode_are_refused() {
+        let usage = |args: &[&str]| {
+            let cli = super::Cli::try_parse_from(args).expect("clap accepts it");
+            match super::run(cli) {
+                Err(super::CliError::Usage(message)) => message,
+                other => panic!("{args:?}: {other:?}"),
+            }
+        };
+        let send = [
+            "mailrules",
+            "-c",
+            "x",
+            "send",
+            "-a",
+            "a",
+            "-u",
+            "u",
+            "-p",
+            "p",
+            "--to",
+            "t@x.example",
+        ];
+        for flag in ["--retries", "--concurrency", "--retry-delay", "--results"] {
+            let value = if flag == "--retry-delay" { "1s" } else { "3" };
+            let message = usage(&[&send[..], &[flag, value]].concat());
+            assert_eq!(message, format!("{flag} goes with --batch FILE.jsonl"));
+        }
+        let explain = [
+            "mailrules",
+            "-c",
+            "x",
+            "explain",
+            "-a",
+            "a",
+            "-u",
+            "u",
+            "-t",
+            "t",
+            "-l",
+            "nl",
+        ];
+        assert!(usage(&explain).starts_with("--language goes with --process"));
     }
 }

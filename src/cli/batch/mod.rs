@@ -58,8 +58,8 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     let mut results = ResultsFile::create(&results_path)?;
 
     let policy = RetryPolicy {
-        retries: args.retries,
-        first_delay: args.retry_delay,
+        retries: args.retries.unwrap_or(2),
+        first_delay: args.retry_delay.unwrap_or(Duration::from_secs(2)),
     };
     let shared = Shared {
         batch_dir,
@@ -72,7 +72,10 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     let (done, outcomes) = mpsc::channel::<Outcome>();
     let mut tally = results::Tally::default();
     std::thread::scope(|scope| -> Result<(), CliError> {
-        for _ in 0..usize::from(args.concurrency).min(lines.len()).max(1) {
+        for _ in 0..usize::from(args.concurrency.unwrap_or(8))
+            .min(lines.len())
+            .max(1)
+        {
             let done = done.clone();
             let (next, lines, first_use, shared) = (&next, &lines, &first_use, &shared);
             scope.spawn(move || {
