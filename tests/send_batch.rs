@@ -565,3 +565,34 @@ fn resolution_and_template_errors_point_at_the_line_field_and_template() {
             .contains("sales_invoice.yaml:")
     );
 }
+
+/// On a terminal (here a pseudo-terminal made by util-linux's `script`)
+/// the batch draws a progress bar on stderr.
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let override_file = dir.path().join("file.yaml");
+    let outbox = dir.path().join("out");
+    std::fs::write(
+        &override_file,
+        format!("file: {{dir: {}}}\n", outbox.display()),
+    )
+    .unwrap();
+    let batch = invoices(dir.path(), 50);
+    let binary = assert_cmd::cargo::cargo_bin("mailrules");
+    let command = format!(
+        "{} send --config {EXAMPLE} --batch {} --transport-override {} --concurrency 1",
+        binary.display(),
+        batch.display(),
+        override_file.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("MAILRULES_CONFIG")
+        .output()
+        .expect("util-linux `script` runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("/50 sent or failed"), "{shown}");
+    assert!(shown.contains("batch: 50 sent, 0 failed"), "{shown}");
+}

@@ -151,7 +151,7 @@ fn default_results_path(batch: &Path) -> PathBuf {
 fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} sent or failed, {per_sec}, {eta} left")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} sent or failed, {eta} left")
     {
         bar.set_style(style);
     }
