@@ -32,6 +32,13 @@ fn invoices(dir: &Path, count: usize) -> PathBuf {
     path
 }
 
+/// A transport override in `dir` that writes messages into `outbox`.
+fn file_override(dir: &Path, outbox: &Path) -> PathBuf {
+    let path = dir.join("file.yaml");
+    std::fs::write(&path, format!("file: {{dir: {}}}\n", outbox.display())).unwrap();
+    path
+}
+
 fn send_batch(server: &SmtpServer, batch: &Path, extra: &[&str]) -> Run {
     run(&mut batch_command(server, batch, extra, SMTP_PASSWORD))
 }
@@ -468,12 +475,7 @@ fn a_server_that_dies_mid_batch_leaves_every_request_accounted_for() {
 fn the_file_transport_never_replaces_a_message_with_the_same_message_id() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let override_file = dir.path().join("file.yaml");
-    std::fs::write(
-        &override_file,
-        format!("file: {{dir: {}}}\n", outbox.display()),
-    )
-    .unwrap();
+    let override_file = file_override(dir.path(), &outbox);
     let line = |id: &str, to: &str| {
         serde_json::json!({
             "id": id, "administration": "acme-nl", "user": "anna", "template": "order_confirmation-nl",
@@ -518,12 +520,7 @@ fn the_file_transport_never_replaces_a_message_with_the_same_message_id() {
 #[test]
 fn resolution_and_template_errors_point_at_the_line_field_and_template() {
     let dir = tempfile::tempdir().unwrap();
-    let override_file = dir.path().join("file.yaml");
-    std::fs::write(
-        &override_file,
-        format!("file: {{dir: {}}}\n", dir.path().join("out").display()),
-    )
-    .unwrap();
+    let override_file = file_override(dir.path(), &dir.path().join("out"));
     let unknown = r#"{"id": "u", "administration": "acme-nll", "user": "anna", "process": "sales_invoice", "to": ["a@example.com"]}"#;
     let no_data = r#"{"id": "d", "administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["a@example.com"], "data": {}}"#;
     let batch = dir.path().join("invoices.jsonl");
@@ -571,13 +568,7 @@ fn resolution_and_template_errors_point_at_the_line_field_and_template() {
 #[test]
 fn a_terminal_gets_a_progress_bar() {
     let dir = tempfile::tempdir().unwrap();
-    let override_file = dir.path().join("file.yaml");
-    let outbox = dir.path().join("out");
-    std::fs::write(
-        &override_file,
-        format!("file: {{dir: {}}}\n", outbox.display()),
-    )
-    .unwrap();
+    let override_file = file_override(dir.path(), &dir.path().join("out"));
     let batch = invoices(dir.path(), 50);
     let binary = assert_cmd::cargo::cargo_bin("mailrules");
     let command = format!(
