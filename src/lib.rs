@@ -9,5 +9,6 @@ pub mod load;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod serve;
 pub mod testing;
 pub mod transport;

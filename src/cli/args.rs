@@ -1,6 +1,7 @@
 //! Argument groups shared by `explain`, `preview` and `send`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use lettre::message::Mailbox;
@@ -285,5 +286,57 @@ impl SendArgs {
         }
         let context = self.context.complete("send", "--batch")?;
         Ok(Some((context, &self.message)))
+    }
+}
+
+/// `serve`: where to listen and how to watch.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API. Beyond loopback it needs --token. Port 0
+    /// picks a free one (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8625", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Where the API's bearer token is: `env:NAME` or `file:PATH`.
+    #[arg(long, env = "MAILRULES_TOKEN_REF", value_name = "env:NAME|file:PATH", value_parser = parse_secret_reference)]
+    pub token: Option<crate::config::Secret>,
+    /// A file with one transport block that replaces every profile's
+    /// (read again at each reload).
+    #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+    pub transport_override: Option<PathBuf>,
+    /// How file changes are noticed: OS events, polling (network file
+    /// systems), or not at all (SIGHUP and POST /v1/reload only).
+    #[arg(long, value_enum, default_value = "native")]
+    pub watch: crate::serve::WatchMode,
+    /// Quiet period after the last file event before reloading.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub debounce: Duration,
+    /// How often --watch poll looks at the files.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// How often the files are compared with what serves, in case a file
+    /// event was lost; 0 turns it off.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub recheck_interval: Duration,
+    /// Log lines on stderr as text or as JSON (one object a line). The
+    /// level comes from MAILRULES_LOG (default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `env:NAME` or `file:PATH`: where a secret is, never the secret itself.
+pub fn parse_secret_reference(text: &str) -> Result<crate::config::Secret, String> {
+    use crate::config::Secret;
+    match text.split_once(':') {
+        Some(("env", name)) if !name.is_empty() => Ok(Secret::Env(name.into())),
+        Some(("file", path)) if !path.is_empty() => Ok(Secret::File(path.into())),
+        _ => Err(
+            "write where the token is: `env:NAME` or `file:PATH` (never the token itself)".into(),
+        ),
     }
 }

@@ -5,12 +5,15 @@
 mod args;
 mod batch;
 mod check;
+pub(crate) mod delivery;
 pub(crate) mod explain;
 mod explain_all;
 mod plan;
 mod preview;
-mod report;
+pub(crate) mod report;
+pub(crate) mod request;
 mod send;
+mod serve;
 mod test;
 mod validate;
 
@@ -26,7 +29,8 @@ use crate::resolve::{Request, ResolveError};
 use crate::transport::SendError;
 
 pub use args::{
-    ContextArgs, ExplainArgs, ExplainFormat, Format, MessageArgs, PlanFormat, SendArgs,
+    ContextArgs, ExplainArgs, ExplainFormat, Format, LogFormat, MessageArgs, PlanFormat, SendArgs,
+    ServeArgs,
 };
 
 /// E-mail configuration as code: validate, explain, preview and send.
@@ -112,6 +116,9 @@ pub enum Command {
     },
     /// Send the message through the resolved transport, or a batch of them.
     Send(SendArgs),
+    /// Run as a daemon: an HTTP API that serves the configuration and
+    /// reloads it when the files change, never swapping in an invalid one.
+    Serve(ServeArgs),
 }
 
 /// Why a command did not succeed.
@@ -127,6 +134,8 @@ pub enum CliError {
     Send(#[from] SendError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Serve(crate::serve::ServeError),
     #[error("cannot read `{}`: {error}", path.display())]
     Input {
         path: PathBuf,
@@ -173,6 +182,7 @@ impl CliError {
         match self {
             CliError::Load(LoadError::Io { .. })
             | CliError::Usage(_)
+            | CliError::Serve(_)
             | CliError::Input { .. }
             | CliError::Output { .. }
             | CliError::Failed(_) => 2,
@@ -208,7 +218,10 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             allow_plaintext_secrets: cli.allow_plaintext_secrets,
         },
     };
-    if matches!(cli.command, Command::Send(_) | Command::Check { .. }) {
+    if matches!(
+        cli.command,
+        Command::Send(_) | Command::Check { .. } | Command::Serve(_)
+    ) {
         ignore_broken_connections();
     }
     match cli.command {
@@ -249,6 +262,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             Some((context, message)) => send::run(&source, &context, message),
             None => batch::run(&source, &args),
         },
+        Command::Serve(args) => serve::run(source, &args),
     }
 }
 
@@ -264,13 +278,13 @@ fn ignore_broken_connections() {
 }
 
 /// Where the configuration is and how strictly to load it.
-pub(crate) struct ConfigSource {
+pub struct ConfigSource {
     pub path: PathBuf,
     pub options: LoadOptions,
 }
 
 /// The loaded config and the optional transport override of a command.
-pub(crate) struct Prepared {
+pub struct Prepared {
     pub loaded: Loaded,
     pub transport_override: Option<Located<Transport>>,
 }
@@ -324,7 +338,7 @@ fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
 }
 
 /// The message of `args` with template variables `data`; reads the attachments.
-fn message_input_with(
+pub(crate) fn message_input_with(
     args: &MessageArgs,
     data: serde_json::Value,
 ) -> Result<MessageInput, CliError> {

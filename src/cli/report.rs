@@ -93,11 +93,12 @@ pub fn error(error: &CliError) {
     }
 }
 
-pub(super) fn hint(error: &CliError) -> Option<String> {
+pub(crate) fn hint(error: &CliError) -> Option<String> {
     match error {
         CliError::Resolve(e) => Some(e.hint()),
         CliError::Render(e) => e.hint(),
         CliError::Send(e) => e.hint(),
+        CliError::Serve(e) => e.hint(),
         _ => None,
     }
 }

@@ -71,6 +71,14 @@ pub struct LoadOptions {
 /// Loads and checks a configuration: one file, or a directory read
 /// recursively (`*.yaml`, `*.yml`, sorted by path, hidden entries skipped).
 pub fn load(path: &Path, options: LoadOptions) -> Result<Loaded, LoadError> {
+    let (texts, root) = read_files(path)?;
+    load_texts(texts, &root, options)
+}
+
+/// The texts of the configuration files at `path` and the directory their
+/// paths resolve against: what [`load`] checks. The daemon hashes them to
+/// tell a real change from a touched file.
+pub fn read_files(path: &Path) -> Result<(Vec<(PathBuf, String)>, PathBuf), LoadError> {
     let files = config_files(path)?;
     let texts = files
         .iter()
@@ -92,7 +100,7 @@ pub fn load(path: &Path, options: LoadOptions) -> Result<Loaded, LoadError> {
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
-    load_texts(texts, root, options)
+    Ok((texts, root.to_path_buf()))
 }
 
 /// Checks configuration texts already read (`(path, text)` pairs); paths in

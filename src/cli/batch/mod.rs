@@ -3,7 +3,6 @@
 //! SMTP connections). A failed message never stops the others; each
 //! request gets one line in the results file, written as it completes.
 
-mod request;
 mod results;
 
 use std::path::{Path, PathBuf};
@@ -13,20 +12,12 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::render::{self, RenderError};
-use crate::resolve::{self, ResolveError};
-use crate::transport::{Outgoing, Transports};
+use crate::transport::Transports;
 
-use super::{CliError, ConfigSource, Prepared, SendArgs, message_input_with};
-use request::{Invalid, Request};
-use results::{Outcome, ResultsFile, Status};
-
-/// How a worker retries temporary failures.
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    retries: u32,
-    first_delay: Duration,
-}
+use super::delivery::{self, RetryPolicy};
+use super::request::{self, Invalid};
+use super::{CliError, ConfigSource, Prepared, SendArgs};
+use results::{Outcome, ResultsFile};
 
 pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     let batch = args.batch.as_deref().expect("batch::run is for --batch");
@@ -104,17 +95,6 @@ pub fn run(source: &ConfigSource, args: &SendArgs) -> Result<u8, CliError> {
     Ok(if tally.all_sent() { 0 } else { 1 })
 }
 
-/// The field of a request line that an error is about, to point at it.
-fn field_of(error: &CliError) -> Option<&'static str> {
-    match error {
-        CliError::Resolve(ResolveError::Unknown { what, .. }) => Some(what),
-        CliError::Resolve(ResolveError::NoTemplate { .. }) => Some("process"),
-        CliError::Render(RenderError::MissingVariable { .. }) => Some("data"),
-        CliError::Input { .. } => Some("attach"),
-        _ => None,
-    }
-}
-
 /// For each line, the earlier line with the same id, if any: a repeated
 /// id is most likely the same invoice twice.
 fn first_use_of_ids(lines: &[(usize, &str)]) -> Vec<Option<usize>> {
@@ -177,6 +157,7 @@ impl Shared<'_> {
             );
             let invalid = Invalid {
                 column: request::field_column(text, "id"),
+                field: Some("id".into()),
                 problem,
             };
             return Outcome::invalid(number, request::id_of(number, text), invalid);
@@ -185,44 +166,17 @@ impl Shared<'_> {
             Ok(request) => request,
             Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
         };
-        let mut outcome = Outcome::new(number, request.id.clone());
-        if let Err(error) = self.send(request, &mut outcome) {
-            outcome.fail(&error);
-            outcome.column = field_of(&error).and_then(|name| request::field_column(text, name));
-        }
-        outcome
-    }
-
-    fn send(&self, request: Request, outcome: &mut Outcome) -> Result<(), CliError> {
-        let prepared = self.prepared;
-        let resolution =
-            resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))?;
-        outcome.profile = Some(resolution.profile.id.to_string());
-        let input = message_input_with(&request.message, request.data)?;
-        let rendered = render::render(&resolution, &input)?;
-        outcome.message_id = Some(rendered.message_id.clone());
-        let deliver = self.transports.for_effective(&resolution.effective)?;
-        let bytes = rendered.bytes();
-        let message = Outgoing {
-            envelope: rendered.envelope(),
-            bytes: &bytes,
-            message_id: &rendered.message_id,
-        };
-        let mut delay = self.policy.first_delay;
-        loop {
-            outcome.attempts += 1;
-            match deliver.deliver(message) {
-                Ok(receipt) => {
-                    outcome.status = Status::Sent;
-                    outcome.reply = Some(receipt.reply);
-                    return Ok(());
-                }
-                Err(error) if error.is_temporary() && outcome.attempts <= self.policy.retries => {
-                    std::thread::sleep(delay);
-                    delay = delay.saturating_mul(2);
-                }
-                Err(error) => return Err(error.into()),
-            }
+        let id = request.id.clone();
+        let delivery = delivery::deliver(self.prepared, &self.transports, request, self.policy);
+        let column = delivery
+            .field
+            .as_deref()
+            .and_then(|name| request::field_column(text, name));
+        Outcome {
+            line: number,
+            column,
+            id,
+            delivery,
         }
     }
 }

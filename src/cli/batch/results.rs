@@ -8,21 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::super::delivery::{Delivery, Status};
+use super::super::request::Invalid;
 use super::super::{CliError, report};
-use super::request::Invalid;
-use crate::transport::SendError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The server (or MTA, or pickup directory) took the message.
-    Sent,
-    /// Not sent; `temporary` says whether sending it again later may work.
-    Failed,
-    /// The connection broke after the whole message was sent: it may have
-    /// arrived. Check before sending it again.
-    Unknown,
-}
 
 /// One line of the results file.
 #[derive(Debug, Serialize)]
@@ -34,72 +22,18 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
     pub id: String,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temporary: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// The server's final reply (or the MTA's exit, or the file written).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reply: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-    /// The template part that failed to render (file:line:column).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template_at: Option<String>,
-    pub attempts: u32,
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 impl Outcome {
-    pub fn new(line: usize, id: String) -> Outcome {
-        Outcome {
-            line,
-            column: None,
-            id,
-            status: Status::Failed,
-            temporary: None,
-            message_id: None,
-            profile: None,
-            reply: None,
-            error: None,
-            hint: None,
-            template_at: None,
-            attempts: 0,
-        }
-    }
-
     /// A line that is not a valid request.
     pub fn invalid(line: usize, id: String, invalid: Invalid) -> Outcome {
-        let mut outcome = Outcome::new(line, id);
-        outcome.column = invalid.column;
-        outcome.temporary = Some(false);
-        outcome.error = Some(invalid.problem);
-        outcome
-    }
-
-    pub fn fail(&mut self, error: &CliError) {
-        let send_error = match error {
-            CliError::Send(send) => Some(send),
-            _ => None,
-        };
-        self.status = match send_error {
-            Some(SendError::Uncertain(_)) => Status::Unknown,
-            _ => Status::Failed,
-        };
-        if self.status == Status::Failed {
-            self.temporary = Some(send_error.is_some_and(SendError::is_temporary));
-        }
-        if let Some(SendError::Rejected { reply, .. }) = send_error {
-            self.reply = Some(reply.clone());
-        }
-        self.error = Some(report::one_line(&error.to_string()));
-        self.hint = report::hint(error);
-        if let CliError::Render(render) = error {
-            self.template_at = render.location().map(ToString::to_string);
+        Outcome {
+            line,
+            column: invalid.column,
+            id,
+            delivery: Delivery::invalid(invalid.problem, invalid.field),
         }
     }
 }
@@ -161,23 +95,24 @@ const FAILURES_SHOWN: usize = 10;
 
 impl Tally {
     pub fn add(&mut self, outcome: &Outcome) {
-        match outcome.status {
+        let delivery = &outcome.delivery;
+        match delivery.status {
             Status::Sent => self.sent += 1,
             Status::Failed => self.failed += 1,
             Status::Unknown => self.unknown += 1,
         }
-        if outcome.status != Status::Sent && self.shown.len() < FAILURES_SHOWN {
+        if delivery.status != Status::Sent && self.shown.len() < FAILURES_SHOWN {
             let column = outcome.column.map(|c| format!(":{c}")).unwrap_or_default();
             let mut text = format!(
                 "{}{column} ({}): {}",
                 outcome.line,
                 report::one_line(&outcome.id),
-                report::one_line(outcome.error.as_deref().unwrap_or_default())
+                report::one_line(delivery.error.as_deref().unwrap_or_default())
             );
-            if let Some(at) = &outcome.template_at {
+            if let Some(at) = &delivery.template_at {
                 text.push_str(&format!("\n  --> {at}"));
             }
-            if let Some(hint) = &outcome.hint {
+            if let Some(hint) = &delivery.hint {
                 text.push_str(&format!("\n  = hint: {hint}"));
             }
             self.shown.push(text);

@@ -1,15 +1,17 @@
-//! One line of a batch file: a JSON object with the fields of `send`'s
-//! flags, checked as strictly as the flags are.
+//! A request as JSON: one line of a batch file, or the body of a request
+//! to the daemon. It has the fields of `send`'s flags and is checked as
+//! strictly as the flags are.
 
 use std::path::{Path, PathBuf};
 
 use lettre::message::Mailbox;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
-use super::super::args::{parse_date, parse_language, parse_mailbox, parse_message_id};
-use super::super::{ContextArgs, MessageArgs};
+use super::args::{parse_date, parse_language, parse_mailbox, parse_message_id};
+use super::{ContextArgs, MessageArgs};
 
-/// A line as written. Unknown fields are errors: a misspelt `cc` must not
+/// A request as written. Unknown fields are errors: a misspelt `cc` must not
 /// quietly drop a recipient.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +57,17 @@ pub fn id_of(line_number: usize, text: &str) -> String {
         .unwrap_or_else(|| format!("line-{line_number}"))
 }
 
+/// Only the context, for `explain`: which message, not its content.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextLine {
+    administration: String,
+    user: String,
+    process: Option<String>,
+    language: Option<String>,
+    template: Option<String>,
+}
+
 /// A problem with one field of a line (or with the line, `field: None`).
 struct FieldProblem {
     field: Option<&'static str>,
@@ -82,33 +95,75 @@ pub fn field_column(text: &str, name: &str) -> Option<usize> {
 pub struct Invalid {
     /// Where in the line, for JSON syntax and type errors.
     pub column: Option<usize>,
+    /// The field the problem is about, as the caller wrote it (`to`, `cc[1]`).
+    pub field: Option<String>,
     /// What is wrong, naming the field, and what to write.
     pub problem: String,
 }
 
-/// Parses one line.
-pub fn parse(line_number: usize, text: &str, batch_dir: &Path) -> Result<Request, Invalid> {
-    // serde would also take a JSON array as the fields in order: a line
+const EXAMPLE: &str =
+    "{\"administration\": \"...\", \"user\": \"...\", \"process\": \"...\", \"to\": [\"...\"]}";
+
+/// Parses one request; relative `attach` paths are taken from `base_dir`.
+pub fn parse(line_number: usize, text: &str, base_dir: &Path) -> Result<Request, Invalid> {
+    let line: Line = deserialize(text)?;
+    check(line, line_number, base_dir).map_err(|p| located(text, p))
+}
+
+/// Parses a request for `explain`: the context fields only.
+pub fn parse_context(text: &str) -> Result<ContextArgs, Invalid> {
+    let line: ContextLine = deserialize(text)?;
+    check_context(
+        line.administration,
+        line.user,
+        line.process,
+        line.language,
+        line.template,
+    )
+    .map_err(|p| located(text, p))
+}
+
+fn located(text: &str, problem: FieldProblem) -> Invalid {
+    Invalid {
+        column: problem.field.and_then(|name| field_column(text, name)),
+        field: problem.field.map(str::to_string),
+        problem: problem.problem,
+    }
+}
+
+/// A JSON object into `T`, naming the field of a type error.
+fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, Invalid> {
+    // serde would also take a JSON array as the fields in order: a request
     // must name its fields.
     if !text.trim_start().starts_with('{') {
         return Err(Invalid {
             column: Some(1 + text.len() - text.trim_start().len()),
-            problem: "each line is one JSON object such as {\"administration\": \"...\", \"user\": \"...\", \"process\": \"...\", \"to\": [\"...\"]}".into(),
+            field: None,
+            problem: format!("each request is one JSON object such as {EXAMPLE}"),
         });
     }
-    let line: Line = serde_json::from_str(text).map_err(|e| {
-        let mut problem = without_position(&e);
-        if e.is_syntax() || e.is_eof() {
-            problem.push_str("; each line is one JSON object such as {\"administration\": \"...\", \"user\": \"...\", \"process\": \"...\", \"to\": [\"...\"]}");
+    let mut json = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        let mut problem = without_position(inner);
+        let mut field = None;
+        if inner.is_syntax() || inner.is_eof() {
+            problem.push_str(&format!(
+                "; each request is one JSON object such as {EXAMPLE}"
+            ));
+        } else if problem.starts_with("unknown field") || problem.starts_with("missing field") {
+            // The message names the field: `missing field `to``.
+            field = problem.split('`').nth(1).map(str::to_string);
+        } else if path != "." {
+            problem = format!("`{path}`: {problem}");
+            field = Some(path);
         }
         Invalid {
-            column: Some(e.column()),
+            column: Some(inner.column()),
+            field,
             problem,
         }
-    })?;
-    check(line, line_number, batch_dir).map_err(|p| Invalid {
-        column: p.field.and_then(|name| field_column(text, name)),
-        problem: p.problem,
     })
 }
 
@@ -121,17 +176,15 @@ fn without_position(error: &serde_json::Error) -> String {
     }
 }
 
-/// The checks of the flags, for a parsed line.
-fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, FieldProblem> {
-    if line.to.is_empty() {
-        return Err(field("to")("give at least one recipient".into()));
-    }
-    let mailboxes = |name: &'static str, list: &[String]| -> Result<Vec<Mailbox>, FieldProblem> {
-        list.iter()
-            .map(|m| parse_mailbox(m).map_err(field(name)))
-            .collect()
-    };
-    let selector_problem = match (&line.process, &line.template, &line.language) {
+/// The checks of the context flags: a process (with a language) or a template.
+fn check_context(
+    administration: String,
+    user: String,
+    process: Option<String>,
+    language: Option<String>,
+    template: Option<String>,
+) -> Result<ContextArgs, FieldProblem> {
+    let selector_problem = match (&process, &template, &language) {
         (None, None, _) => Some((None, "give `process` (with `language`) or `template`")),
         (Some(_), Some(_), _) => Some((Some("template"), "give `process` or `template`, not both")),
         (None, Some(_), Some(_)) => Some((
@@ -144,6 +197,29 @@ fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, Fi
         let problem = problem.to_string();
         return Err(FieldProblem { field, problem });
     }
+    Ok(ContextArgs {
+        administration,
+        user,
+        process,
+        language: language
+            .map(|l| parse_language(&l).map_err(field("language")))
+            .transpose()?,
+        template,
+        // A run's override is loaded once, with the configuration.
+        transport_override: None,
+    })
+}
+
+/// The checks of the flags, for a parsed line.
+fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, FieldProblem> {
+    if line.to.is_empty() {
+        return Err(field("to")("give at least one recipient".into()));
+    }
+    let mailboxes = |name: &'static str, list: &[String]| -> Result<Vec<Mailbox>, FieldProblem> {
+        list.iter()
+            .map(|m| parse_mailbox(m).map_err(field(name)))
+            .collect()
+    };
     let data = match line.data {
         None => serde_json::Value::Object(Default::default()),
         Some(object @ serde_json::Value::Object(_)) => object,
@@ -153,20 +229,16 @@ fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, Fi
             ));
         }
     };
+    let context = check_context(
+        line.administration,
+        line.user,
+        line.process,
+        line.language,
+        line.template,
+    )?;
     Ok(Request {
         id: line.id.unwrap_or_else(|| format!("line-{line_number}")),
-        context: ContextArgs {
-            administration: line.administration,
-            user: line.user,
-            process: line.process,
-            language: line
-                .language
-                .map(|l| parse_language(&l).map_err(field("language")))
-                .transpose()?,
-            template: line.template,
-            // The batch's override is loaded once, with the configuration.
-            transport_override: None,
-        },
+        context,
         message: MessageArgs {
             to: mailboxes("to", &line.to)?,
             cc: mailboxes("cc", &line.cc)?,

@@ -1,0 +1,330 @@
+//! The HTTP API: JSON in, JSON out. Each request takes the serving
+//! generation once, at its start, and uses it to the end.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cli::delivery::{self, Delivery, RetryPolicy, Status};
+use crate::cli::request::{self, Invalid};
+use crate::cli::{CliError, explain, message_input_with, report};
+use crate::render;
+use crate::resolve;
+
+use super::live::{Generation, Live, Outcome, Trigger};
+use super::metrics::Metrics;
+
+/// What every handler shares.
+pub struct App {
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    /// The bearer token callers must present; `None` on loopback without one.
+    pub token: Option<String>,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let protected = Router::new()
+        .route("/v1/send", post(send))
+        .route("/v1/explain", post(explain))
+        .route("/v1/preview", post(preview))
+        .route("/v1/config", get(config))
+        .route("/v1/reload", post(reload))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
+    Router::new()
+        // Liveness probes carry no token.
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// Why a request was not carried out, as the caller gets it.
+#[derive(Debug, Serialize)]
+struct Problem {
+    error: String,
+    /// The request field the error is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+    /// The template part that failed to render (file:line:column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_at: Option<String>,
+}
+
+impl Problem {
+    fn new(error: impl Into<String>) -> Self {
+        Problem {
+            error: error.into(),
+            field: None,
+            hint: None,
+            template_at: None,
+        }
+    }
+
+    fn respond(self, status: StatusCode) -> Response {
+        (status, axum::Json(self)).into_response()
+    }
+}
+
+impl From<Invalid> for Problem {
+    fn from(invalid: Invalid) -> Self {
+        Problem {
+            field: invalid.field,
+            ..Problem::new(invalid.problem)
+        }
+    }
+}
+
+impl From<&CliError> for Problem {
+    fn from(error: &CliError) -> Self {
+        Problem {
+            error: report::one_line(&error.to_string()),
+            field: delivery::field_of(error).map(str::to_string),
+            hint: report::hint(error),
+            template_at: match error {
+                CliError::Render(render) => render.location().map(ToString::to_string),
+                _ => None,
+            },
+        }
+    }
+}
+
+async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
+            let mut response = Problem {
+                hint: Some("send `Authorization: Bearer <token>` with the token the daemon was started with".into()),
+                ..Problem::new("missing or wrong bearer token")
+            }
+            .respond(StatusCode::UNAUTHORIZED);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so that the time
+/// taken does not tell a caller how much of a guess was right.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let generation = app.live.current().number;
+    axum::Json(json!({"status": "ok", "generation": generation})).into_response()
+}
+
+async fn not_found() -> Response {
+    Problem {
+        hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/reload; GET /v1/config, /healthz, /metrics".into()),
+        ..Problem::new("no such endpoint")
+    }
+    .respond(StatusCode::NOT_FOUND)
+}
+
+/// The body as text; JSON is UTF-8.
+fn text(body: &Bytes) -> Result<&str, Problem> {
+    std::str::from_utf8(body)
+        .map_err(|_| Problem::new("the body is not UTF-8 text: send a JSON object"))
+}
+
+/// A `send` or `preview` request. `attach` is refused: the daemon does not
+/// read files on a caller's behalf (that would let any caller mail itself
+/// any file the daemon can read); attachments belong in the template.
+fn message_request(body: &Bytes) -> Result<request::Request, Problem> {
+    let request = request::parse(1, text(body)?, Path::new("."))?;
+    if !request.message.attach.is_empty() {
+        return Err(Problem {
+            field: Some("attach".into()),
+            hint: Some(
+                "declare the attachment in the template, or send with `mailrules send --attach`"
+                    .into(),
+            ),
+            ..Problem::new("`attach`: the daemon does not read files named in a request")
+        });
+    }
+    Ok(request)
+}
+
+fn with_generation(generation: &Generation, value: impl Serialize) -> Value {
+    let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
+    if let Value::Object(object) = &mut value {
+        object.insert("generation".into(), generation.number.into());
+    }
+    value
+}
+
+async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let generation = app.live.current();
+    let request = match message_request(&body) {
+        Ok(request) => request,
+        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
+    };
+    let started = Instant::now();
+    let handed = Arc::clone(&generation);
+    let delivered = tokio::task::spawn_blocking(move || {
+        let transports = handed.transports.load_full();
+        delivery::deliver(&handed.prepared, &transports, request, RetryPolicy::ONCE)
+    })
+    .await;
+    let Ok(delivery) = delivered else {
+        return Problem::new("the send stopped unexpectedly")
+            .respond(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    record(&app, &delivery, started);
+    let status = match (delivery.status, delivery.attempts, delivery.temporary) {
+        (Status::Sent, ..) => StatusCode::OK,
+        // Nothing reached a transport: the request (or the config) is wrong.
+        (Status::Failed, 0, _) => StatusCode::UNPROCESSABLE_ENTITY,
+        (Status::Failed, _, Some(true)) => StatusCode::SERVICE_UNAVAILABLE,
+        (Status::Failed | Status::Unknown, ..) => StatusCode::BAD_GATEWAY,
+    };
+    (status, axum::Json(with_generation(&generation, &delivery))).into_response()
+}
+
+/// Metrics and one log line for a message that reached a transport.
+fn record(app: &App, delivery: &Delivery, started: Instant) {
+    let status = match delivery.status {
+        Status::Sent => "sent",
+        Status::Failed => "failed",
+        Status::Unknown => "unknown",
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let profile = delivery.profile.as_deref().unwrap_or_default();
+    let transport = delivery.transport.as_deref().unwrap_or_default();
+    if delivery.attempts > 0 {
+        app.metrics.message(profile, transport, status, seconds);
+    }
+    let message_id = delivery.message_id.as_deref().unwrap_or_default();
+    let error = delivery.error.as_deref().unwrap_or_default();
+    let ms = (seconds * 1000.0).round() as u64;
+    match delivery.status {
+        Status::Sent => tracing::info!(message_id, profile, transport, ms, "sent"),
+        _ => tracing::warn!(
+            message_id, profile, transport, status, error, ms, "not sent"
+        ),
+    }
+}
+
+async fn explain(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let generation = app.live.current();
+    let context = match text(&body).and_then(|text| Ok(request::parse_context(text)?)) {
+        Ok(context) => context,
+        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
+    };
+    let prepared = &generation.prepared;
+    match resolve::resolve(&prepared.loaded.config, &prepared.request(&context)) {
+        Ok(resolution) => {
+            axum::Json(with_generation(&generation, explain::to_json(&resolution))).into_response()
+        }
+        Err(error) => {
+            Problem::from(&CliError::from(error)).respond(StatusCode::UNPROCESSABLE_ENTITY)
+        }
+    }
+}
+
+async fn preview(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let generation = app.live.current();
+    let request = match message_request(&body) {
+        Ok(request) => request,
+        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
+    };
+    let prepared = &generation.prepared;
+    let rendered = resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))
+        .map_err(CliError::from)
+        .and_then(|resolution| {
+            let input = message_input_with(&request.message, request.data)?;
+            let rendered = render::render(&resolution, &input)?;
+            Ok((resolution.profile.id.to_string(), rendered))
+        });
+    let (profile, rendered) = match rendered {
+        Ok(done) => done,
+        Err(error) => return Problem::from(&error).respond(StatusCode::UNPROCESSABLE_ENTITY),
+    };
+    let envelope = rendered.envelope();
+    let body = json!({
+        "generation": generation.number,
+        "profile": profile,
+        "message_id": rendered.message_id,
+        "language": rendered.language.as_ref().map(ToString::to_string),
+        "envelope": {
+            "from": envelope.from().map(ToString::to_string),
+            "to": envelope.to().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        // The rendered message is 7-bit (lettre encodes every part).
+        "message": String::from_utf8_lossy(&rendered.bytes()),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn config(State(app): State<Arc<App>>) -> Response {
+    let generation = app.live.current();
+    let body = json!({
+        "generation": generation.number,
+        "hash": generation.hash,
+        "loaded_at": humantime::format_rfc3339_millis(generation.loaded_at).to_string(),
+        "files": generation.prepared.loaded.files.len(),
+        "last_reload": app.live.last_reload(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn reload(State(app): State<Arc<App>>) -> Response {
+    let live = Arc::clone(&app.live);
+    let Ok(outcome) = tokio::task::spawn_blocking(move || live.reload(Trigger::Api)).await else {
+        return Problem::new("the reload stopped unexpectedly")
+            .respond(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let status = match outcome {
+        Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Outcome::Applied { .. } | Outcome::Unchanged { .. } => StatusCode::OK,
+    };
+    (status, axum::Json(outcome)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.text(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_equal_only_when_every_byte_is() {
+        assert!(super::same_secret(b"s3cret", b"s3cret"));
+        assert!(!super::same_secret(b"s3cres", b"s3cret"));
+        assert!(!super::same_secret(b"s3cre", b"s3cret"));
+        assert!(!super::same_secret(b"", b"s3cret"));
+    }
+}
