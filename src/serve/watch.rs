@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use notify::event::{EventKind, ModifyKind};
+use notify::event::{EventKind, MetadataKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 /// How file changes are noticed.
@@ -71,9 +71,14 @@ pub fn start(
             Box::new(RecommendedWatcher::new(handler, follow_symlinks()).map_err(error)?)
         }
         WatchMode::Poll | WatchMode::Off => Box::new(
+            // notify's poller compares modification times in whole
+            // seconds: a change within the second would be missed. Config
+            // directories are small, so it compares contents too.
             notify::PollWatcher::new(
                 handler,
-                follow_symlinks().with_poll_interval(settings.poll_interval),
+                follow_symlinks()
+                    .with_poll_interval(settings.poll_interval)
+                    .with_compare_contents(true),
             )
             .map_err(error)?,
         ),
@@ -152,11 +157,13 @@ impl Relevance {
 
     fn counts(&self, event: &notify::Event) -> bool {
         // Our own reads are Access events; metadata (touch, chmod) does not
-        // change what the files say.
-        let changes = !matches!(
-            event.kind,
-            EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
-        );
+        // change what the files say. The polling watcher reports a write
+        // as a new modification time.
+        let changes = match event.kind {
+            EventKind::Access(_) => false,
+            EventKind::Modify(ModifyKind::Metadata(what)) => what == MetadataKind::WriteTime,
+            _ => true,
+        };
         changes && event.paths.iter().any(|path| self.path_counts(path))
     }
 

@@ -204,3 +204,152 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// `mailrules serve` on 127.0.0.1 (a free port), stopped on drop.
+pub struct Daemon {
+    pub url: String,
+    child: Child,
+    logs: tempfile::NamedTempFile,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+/// A response of the daemon: status and JSON body (`Null` for text).
+pub struct Reply {
+    pub status: u16,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config` and waits until it listens; extra
+    /// arguments go after `serve`.
+    pub fn start(config: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with(config, extra, &[])
+    }
+
+    pub fn start_with(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let logs = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = mailrules()
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(logs.reopen().expect("log file"))
+            .spawn()
+            .expect("mailrules serve runs");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        BufReader::new(stdout).read_line(&mut line).ok();
+        let Some(url) = line.trim().strip_prefix("mailrules serve: listening on ") else {
+            let _ = child.kill();
+            panic!(
+                "the daemon did not start: {line}\n{}",
+                std::fs::read_to_string(logs.path()).unwrap_or_default()
+            );
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let token = env
+            .iter()
+            .find(|(name, _)| *name == "TEST_API_TOKEN")
+            .map(|(_, value)| value.to_string());
+        Daemon {
+            url: url.to_string(),
+            child,
+            logs,
+            agent,
+            token,
+        }
+    }
+
+    fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response = response.expect("the daemon answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Reply { status, json, text }
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let request = self.authorized(self.agent.get(format!("{}{path}", self.url)));
+        Daemon::reply(request.call())
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        let request = self.authorized(self.agent.post(format!("{}{path}", self.url)));
+        Daemon::reply(request.send(body))
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.get("/v1/config").json["generation"]
+            .as_u64()
+            .expect("a generation")
+    }
+
+    /// Polls `GET /v1/config` until `done` holds (10 s at most).
+    pub fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let config = self.get("/v1/config").json;
+            if done(&config) {
+                return config;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "waited 10 s for {what}; config: {config}\nlogs:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.logs.path()).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// The exit code, once the daemon has stopped (10 s at most).
+    pub fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,6 +11,7 @@ Run with Debian's python3 (/usr/bin/python3), which sees python3-aiosmtpd.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -51,8 +52,10 @@ def make_certificate(cert_dir):
 class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
-    def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data):
+    def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data,
+                 data_delay=0.0):
         self.directory = directory
+        self.data_delay = data_delay
         self.replies = replies
         # Scripted replies are given this many times (None: always).
         self.replies_left = reply_count
@@ -100,6 +103,9 @@ class Spool:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            # A slow server: the message is in, the reply takes its time.
+            await asyncio.sleep(self.data_delay)
         reply = self.scripted("data")
         if reply:
             return reply
@@ -172,6 +178,8 @@ def main():
                         help="close a connection idle this many seconds")
     parser.add_argument("--hang-up-after-data", type=int, default=0,
                         help="store the first N messages, then close without replying")
+    parser.add_argument("--data-delay", type=float, default=0.0,
+                        help="wait this many seconds before answering the end of DATA")
     parser.add_argument("--password-env", required=True,
                         help="environment variable holding the accepted password")
     args = parser.parse_args()
@@ -191,7 +199,8 @@ def main():
         timeout=args.idle_timeout,
     )
     def spool(implicit_tls):
-        return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data)
+        return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data,
+                     args.data_delay)
 
     if args.security == "starttls":
         controller = Controller(spool(False), tls_context=context, require_starttls=True, **common)
