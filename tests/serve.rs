@@ -426,6 +426,18 @@ fn the_reload_endpoint_and_sighup_reload_on_demand() {
     assert_eq!(served_from(&daemon), version_name(3));
 }
 
+/// Regression: events name absolute paths, and a relative --config once
+/// matched none of them.
+#[test]
+fn a_relative_config_path_is_watched() {
+    let config = Config::new();
+    let parent = config.path.parent().unwrap();
+    let daemon = Daemon::start_in(parent, Path::new("config"), &["--debounce", DEBOUNCE]);
+    config.write_version(&config.path, 2);
+    wait_for_generation(&daemon, 2);
+    assert_eq!(served_from(&daemon), version_name(2));
+}
+
 #[test]
 fn polling_and_the_periodic_check_see_changes_without_file_events() {
     let config = Config::new();

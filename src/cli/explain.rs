@@ -3,10 +3,15 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::Location;
-use crate::resolve::{self, FieldTrace, Resolution, Selection};
+use crate::resolve::{
+    self, FieldTrace, Level, LevelTrace, Origin, Resolution, Selection, Shadowed,
+};
 
 use super::{CliError, ConfigSource, ContextArgs, ExplainFormat, Prepared};
 
@@ -201,29 +206,69 @@ fn first_line(value: &str) -> &str {
     value.lines().next().unwrap_or_default()
 }
 
+/// `explain`'s JSON: the decision and where every value came from.
+/// Serialized straight from the resolution (the daemon answers thousands
+/// of these a second); the CLI sorts its keys through a `Value`.
+#[derive(Serialize)]
+pub struct Explanation<'a> {
+    /// The daemon's configuration generation that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    administration: &'a str,
+    user: &'a str,
+    template: TemplateJson<'a>,
+    profile: &'a str,
+    level: Level,
+    levels: &'a [LevelTrace; 4],
+    fields: BTreeMap<&'static str, FieldJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct TemplateJson<'a> {
+    id: &'a str,
+    language: &'a Option<String>,
+    source: &'a Location,
+    selection: &'a Selection,
+}
+
+#[derive(Serialize)]
+struct FieldJson<'a> {
+    value: &'a str,
+    origin: &'a Origin,
+    shadowed: &'a [Shadowed],
+}
+
+impl<'a> Explanation<'a> {
+    pub fn of(r: &'a Resolution<'_>) -> Self {
+        Explanation {
+            generation: None,
+            administration: &r.administration.id,
+            user: &r.user.id,
+            template: TemplateJson {
+                id: &r.template.template.id,
+                language: &r.template.language,
+                source: &r.template.template.at,
+                selection: &r.template.selection,
+            },
+            profile: &r.profile.id,
+            level: r.level,
+            levels: &r.levels,
+            fields: r
+                .fields
+                .iter()
+                .map(|f| {
+                    let json = FieldJson {
+                        value: &f.value,
+                        origin: &f.origin,
+                        shadowed: &f.shadowed,
+                    };
+                    (f.field, json)
+                })
+                .collect(),
+        }
+    }
+}
+
 pub fn to_json(r: &Resolution<'_>) -> Value {
-    let fields: Map<String, Value> = r
-        .fields
-        .iter()
-        .map(|f| {
-            (
-                f.field.to_string(),
-                json!({"value": f.value, "origin": f.origin, "shadowed": f.shadowed}),
-            )
-        })
-        .collect();
-    json!({
-        "administration": r.administration.id,
-        "user": r.user.id,
-        "template": {
-            "id": r.template.template.id,
-            "language": r.template.language,
-            "source": r.template.template.at,
-            "selection": r.template.selection,
-        },
-        "profile": r.profile.id,
-        "level": r.level,
-        "levels": r.levels,
-        "fields": fields,
-    })
+    serde_json::to_value(Explanation::of(r)).expect("a resolution is JSON")
 }

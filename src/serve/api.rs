@@ -240,7 +240,9 @@ async fn explain(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let prepared = &generation.prepared;
     match resolve::resolve(&prepared.loaded.config, &prepared.request(&context)) {
         Ok(resolution) => {
-            axum::Json(with_generation(&generation, explain::to_json(&resolution))).into_response()
+            let mut explanation = explain::Explanation::of(&resolution);
+            explanation.generation = Some(generation.number);
+            axum::Json(explanation).into_response()
         }
         Err(error) => {
             Problem::from(&CliError::from(error)).respond(StatusCode::UNPROCESSABLE_ENTITY)

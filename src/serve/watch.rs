@@ -54,6 +54,11 @@ pub fn start(
     if settings.mode == WatchMode::Off {
         return Ok(WatchHandle { _watcher: None });
     }
+    // Events name absolute paths (the watcher joins a relative one to the
+    // working directory); symlinks stay as they are.
+    let absolute =
+        std::path::absolute(config).map_err(|e| watch_error(config, notify::Error::io(e)))?;
+    let config = absolute.as_path();
     let (events, received) = mpsc::channel::<()>();
     let relevance = Relevance::new(config);
     let handler = move |event: notify::Result<notify::Event>| match event {

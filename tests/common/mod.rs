@@ -229,8 +229,21 @@ impl Daemon {
     }
 
     pub fn start_with(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(config, extra, env, None)
+    }
+
+    /// Started in `dir`, so that a relative `config` is taken from there.
+    pub fn start_in(dir: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        Daemon::spawn(config, extra, &[], Some(dir))
+    }
+
+    fn spawn(config: &Path, extra: &[&str], env: &[(&str, &str)], dir: Option<&Path>) -> Daemon {
         let logs = tempfile::NamedTempFile::new().expect("log file");
-        let mut child = mailrules()
+        let mut command = mailrules();
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .arg("--config")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
