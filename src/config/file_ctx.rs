@@ -104,8 +104,120 @@ impl<'a> FileCtx<'a> {
         pointer: &str,
         out: &mut Diagnostics,
     ) -> Located<Account> {
-        let password_pointer = pointer_join(pointer, "password");
-        let password = match &raw.password {
+        let login = match (&raw.mechanism, &raw.password, &raw.token) {
+            (Some(RawMechanism::Xoauth2), _, Some(token)) => {
+                if raw.password.is_some() {
+                    self.not_used(pointer, "password", "a password", out);
+                }
+                Login::OAuth2(Box::new(self.token_source(
+                    token,
+                    &pointer_join(pointer, "token"),
+                    out,
+                )))
+            }
+            (_, Some(password), _) => {
+                if raw.token.is_some() {
+                    self.not_used(pointer, "token", "a token", out);
+                }
+                Login::Password(self.secret(password, &pointer_join(pointer, "password"), out))
+            }
+            _ => unreachable!("the schema requires `password`, or `token` with xoauth2"),
+        };
+        self.located(
+            Account {
+                username: raw.username.clone(),
+                login,
+            },
+            pointer,
+        )
+    }
+
+    /// A login method given beside the one `mechanism` selects would be
+    /// silently ignored: an error, so that nobody thinks it is used.
+    fn not_used(&self, pointer: &str, key: &str, what: &str, out: &mut Diagnostics) {
+        let at = pointer_join(pointer, key);
+        let fix = if key == "token" {
+            "add `mechanism: xoauth2` to log in with the token, or remove `token`"
+        } else {
+            "remove `password`: with `mechanism: xoauth2` the token logs in"
+        };
+        out.push(
+            Diagnostic::error(
+                Some(self.value_at(&at)),
+                dotted_path(&at),
+                format!("{what} is given but not used by this login"),
+            )
+            .with_hint(fix),
+        );
+    }
+
+    fn token_source(
+        &self,
+        raw: &RawTokenSource,
+        pointer: &str,
+        out: &mut Diagnostics,
+    ) -> TokenSource {
+        if let Some(c) = &raw.client_credentials {
+            let at = pointer_join(pointer, "client_credentials");
+            self.token_url(&c.token_url, &pointer_join(&at, "token_url"), out);
+            TokenSource::ClientCredentials {
+                token_url: c.token_url.clone(),
+                client_id: c.client_id.clone(),
+                client_secret: self.secret(
+                    &c.client_secret,
+                    &pointer_join(&at, "client_secret"),
+                    out,
+                ),
+                scope: c.scope.clone(),
+            }
+        } else if let Some(r) = &raw.refresh_token {
+            let at = pointer_join(pointer, "refresh_token");
+            self.token_url(&r.token_url, &pointer_join(&at, "token_url"), out);
+            TokenSource::RefreshToken {
+                token_url: r.token_url.clone(),
+                client_id: r.client_id.clone(),
+                client_secret: r
+                    .client_secret
+                    .as_ref()
+                    .map(|s| self.secret(s, &pointer_join(&at, "client_secret"), out)),
+                refresh_token: self.secret(
+                    &r.refresh_token,
+                    &pointer_join(&at, "refresh_token"),
+                    out,
+                ),
+                scope: r.scope.clone(),
+            }
+        } else if let Some(command) = &raw.command {
+            TokenSource::Command(command.clone())
+        } else {
+            unreachable!("the schema requires one token source")
+        }
+    }
+
+    /// Client secrets and refresh tokens travel to the token endpoint:
+    /// only over TLS, except to a test server on this machine.
+    fn token_url(&self, url: &str, pointer: &str, out: &mut Diagnostics) {
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|prefix| {
+                url.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if !url.starts_with("https://") && !loopback {
+            out.push(
+                Diagnostic::error(
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
+                    format!("token endpoint `{url}` is not https://"),
+                )
+                .with_hint("the client secret or refresh token is sent there: use the provider's https:// URL"),
+            );
+        }
+    }
+
+    /// Where a secret is; a warning when it cannot be found here.
+    fn secret(&self, raw: &RawPassword, pointer: &str, out: &mut Diagnostics) -> Secret {
+        let secret = match raw {
             RawPassword::Literal(value) => Secret::Literal(value.clone()),
             RawPassword::Reference(RawSecret {
                 env: Some(name), ..
@@ -115,11 +227,11 @@ impl<'a> FileCtx<'a> {
             }) => Secret::File(self.path(file)),
             RawPassword::Reference(_) => unreachable!("the schema requires `env` or `file`"),
         };
-        match &password {
+        match &secret {
             Secret::Env(name) if std::env::var_os(name).is_none() => out.push(
                 Diagnostic::warning(
-                    Some(self.value_at(&password_pointer)),
-                    dotted_path(&password_pointer),
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
                     format!("environment variable `{name}` is not set here"),
                 )
                 .with_hint(format!(
@@ -128,21 +240,15 @@ impl<'a> FileCtx<'a> {
             ),
             Secret::File(path) if std::fs::File::open(path).is_err() => out.push(
                 Diagnostic::warning(
-                    Some(self.value_at(&password_pointer)),
-                    dotted_path(&password_pointer),
+                    Some(self.value_at(pointer)),
+                    dotted_path(pointer),
                     format!("secret file `{}` cannot be read here", path.display()),
                 )
                 .with_hint("sending with this account fails until the file exists and is readable"),
             ),
             _ => {}
         }
-        self.located(
-            Account {
-                username: raw.username.clone(),
-                password,
-            },
-            pointer,
-        )
+        secret
     }
 
     pub(super) fn signature(&self, raw: &RawSignature) -> Signature {

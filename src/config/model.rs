@@ -122,11 +122,43 @@ pub struct FileDrop {
     pub dir: PathBuf,
 }
 
-/// A login: user name plus where its password comes from.
+/// A login: user name plus how it proves itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
     pub username: String,
-    pub password: Secret,
+    pub login: Login,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Login {
+    /// AUTH PLAIN or LOGIN with a password.
+    Password(Secret),
+    /// AUTH XOAUTH2 with an OAuth 2.0 access token (boxed: it is large,
+    /// and most logins are passwords).
+    OAuth2(Box<TokenSource>),
+}
+
+/// Where an XOAUTH2 access token comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    /// The app-only flow (Microsoft 365): the app's id and secret.
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: String,
+    },
+    /// A long-lived refresh token exchanged for access tokens (Gmail,
+    /// delegated Microsoft 365).
+    RefreshToken {
+        token_url: String,
+        client_id: String,
+        client_secret: Option<Secret>,
+        refresh_token: Secret,
+        scope: Option<String>,
+    },
+    /// A program that prints a token: program, then arguments.
+    Command(Vec<String>),
 }
 
 /// Where a secret comes from. Its value is read only when sending, so it

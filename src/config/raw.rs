@@ -41,7 +41,46 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
     pub username: String,
-    pub password: RawPassword,
+    pub mechanism: Option<RawMechanism>,
+    /// With `mechanism: password` (the default); the schema requires it.
+    pub password: Option<RawPassword>,
+    /// With `mechanism: xoauth2`; the schema requires it.
+    pub token: Option<RawTokenSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMechanism {
+    Password,
+    Xoauth2,
+}
+
+/// Exactly one of the three (the schema says so).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenSource {
+    pub client_credentials: Option<RawClientCredentials>,
+    pub refresh_token: Option<RawRefreshToken>,
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: RawPassword,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefreshToken {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Option<RawPassword>,
+    pub refresh_token: RawPassword,
+    pub scope: Option<String>,
 }
 
 /// A reference; a literal only gets here with --allow-plaintext-secrets.

@@ -40,6 +40,16 @@ pub fn inside_secret_value(text: &str, number: usize) -> bool {
     let Some(line) = number.checked_sub(1).and_then(|i| lines.get(i)) else {
         return false;
     };
+    // A key of an XOAUTH2 token source under `token:` or `refresh_token:`
+    // is structure, not the value of a secret.
+    let names_token_source_key = TOKEN_SOURCE_KEYS.iter().any(|key| {
+        line.trim_start()
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+    });
+    if names_token_source_key {
+        return false;
+    }
     let indent = |l: &str| l.len() - l.trim_start().len();
     let own = indent(line);
     let parent = lines[..number - 1]
@@ -65,7 +75,12 @@ fn collect(value: &Value, found: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, inner) in map {
-                if is_secret_key(key) {
+                // An XOAUTH2 `token:` (and its `refresh_token:` flow) holds
+                // where the token comes from; its secrets sit under keys
+                // of their own. Anything else there may be a pasted token.
+                if holds_token_source(inner) {
+                    collect(inner, found);
+                } else if is_secret_key(key) {
                     password_texts(inner, found);
                 } else {
                     collect(inner, found);
@@ -75,6 +90,26 @@ fn collect(value: &Value, found: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|item| collect(item, found)),
         _ => {}
     }
+}
+
+/// The keys of an XOAUTH2 token source and its flows.
+const TOKEN_SOURCE_KEYS: [&str; 7] = [
+    "client_credentials",
+    "refresh_token",
+    "command",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "scope",
+];
+
+fn holds_token_source(value: &Value) -> bool {
+    value.as_object().is_some_and(|map| {
+        !map.is_empty()
+            && map
+                .keys()
+                .all(|key| TOKEN_SOURCE_KEYS.contains(&key.as_str()))
+    })
 }
 
 fn password_texts(value: &Value, found: &mut Vec<String>) {
@@ -114,9 +149,12 @@ pub fn redact(d: &mut Diagnostic, secrets: &[String]) {
 /// as `passwd`, `pwd`, or `secret`, `token`).
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
+    // The token endpoint's address is no secret, and hiding it would hide
+    // the line of a diagnostic about it.
+    key != "token_url"
+        && ["pass", "pwd", "secret", "token"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 /// Masks the value after each secret-looking key on a line (`password:`),

@@ -123,8 +123,11 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             if source.positions.has(&written) {
                 // Written as `name: null`, which means "not set".
                 vec![
-                    at_key(&written, format!("`{name}` is required here; `null` leaves it unset"))
-                        .with_hint(format!("give `{name}` a value")),
+                    at_key(
+                        &written,
+                        format!("`{name}` is required here; `null` leaves it unset"),
+                    )
+                    .with_hint(format!("give `{name}` a value")),
                 ]
             } else {
                 vec![
@@ -147,7 +150,8 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
         }
         // Not a mapping at all: the type error says so; the transport
         // choice has nothing to add.
-        ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. }
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. }
             if !error.instance().is_object() =>
         {
             Vec::new()
@@ -176,13 +180,21 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
         // `checked` reports the first branch of `X or null` unions.
         ValidationErrorKind::AnyOf { .. } => vec![at_value(error.to_string())],
         // Never echo what was written where a secret belongs.
-        _ if is_secret_path(&pointer) && !error.instance().is_object() => vec![
-            at_value("a password must be a reference, not a value".into())
-                .with_hint(
-                    "passwords never live in the YAML: write `password: {env: NAME}` or `password: {file: PATH}`",
-                )
-                .with_secret_value(),
-        ],
+        _ if is_secret_path(&pointer) && !error.instance().is_object() => {
+            let key = pointer.rsplit('/').next().unwrap_or("password");
+            let noun = if key == "password" {
+                "password"
+            } else {
+                "secret"
+            };
+            vec![
+                at_value(format!("a {noun} must be a reference, not a value"))
+                    .with_hint(format!(
+                        "{noun}s never live in the YAML: write `{key}: {{env: NAME}}` or `{key}: {{file: PATH}}`",
+                    ))
+                    .with_secret_value(),
+            ]
+        }
         ValidationErrorKind::Type { kind } => {
             let written = source.positions.written(&pointer);
             let found = match (error.instance().as_ref(), written) {
@@ -193,7 +205,10 @@ fn diagnostics(error: &ValidationError<'_>, source: &SourceFile) -> Vec<Diagnost
             let diagnostic = at_value(format!("expected {}, found {found}", expected_type(kind)));
             let expects_text = matches!(kind, TypeKind::Single(t) if t.as_str() == "string");
             let hint = if pointer.is_empty() {
-                Some("a config file is a mapping of sections such as `system:` and `profiles:`".to_string())
+                Some(
+                    "a config file is a mapping of sections such as `system:` and `profiles:`"
+                        .to_string(),
+                )
             } else {
                 type_hint(error.instance(), written, expects_text)
             };
@@ -321,6 +336,8 @@ fn pattern_error(pointer: &str, error: &ValidationError<'_>, source: &SourceFile
 /// inside one, which names where the secret is and is fine to show).
 pub fn is_secret_path(pointer: &str) -> bool {
     pointer.ends_with("/password")
+        || pointer.ends_with("/client_secret")
+        || pointer.ends_with("/refresh_token/refresh_token")
 }
 
 /// `written` is the scalar as it stands in the file (`0123`, not `123`).

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use lettre::message::Mailbox;
 
 use super::model::{
-    Account, CopyToSent, Located, Personal, Profile, Security, Signature, Transport, User,
+    Account, CopyToSent, Located, Login, Personal, Profile, Security, Signature, TokenSource,
+    Transport, User,
 };
 
 /// The texts of one profile's or one user's personal settings.
@@ -114,7 +115,32 @@ pub fn transport(transport: &Transport) -> String {
 
 /// `user (password from env:NAME)`: where the secret is, never what it is.
 pub fn account(account: &Account) -> String {
-    format!("{} (password from {})", account.username, account.password)
+    match &account.login {
+        Login::Password(secret) => format!("{} (password from {secret})", account.username),
+        Login::OAuth2(source) => {
+            format!("{} (XOAUTH2, {})", account.username, token_source(source))
+        }
+    }
+}
+
+/// Where an XOAUTH2 token comes from, with the secrets' places only.
+pub fn token_source(source: &TokenSource) -> String {
+    match source {
+        TokenSource::ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            ..
+        } => format!(
+            "client credentials of app `{client_id}` at {token_url}, secret from {client_secret}"
+        ),
+        TokenSource::RefreshToken {
+            token_url,
+            refresh_token,
+            ..
+        } => format!("refresh token from {refresh_token} at {token_url}"),
+        TokenSource::Command(argv) => format!("token from the command `{}`", argv.join(" ")),
+    }
 }
 
 fn copy_to_sent(copy: &CopyToSent) -> String {

@@ -5,17 +5,19 @@ mod file;
 mod secret;
 mod sendmail;
 mod smtp;
+mod token;
 
 use std::sync::{Arc, Mutex};
 
 use lettre::address::Envelope;
 
-use crate::config::{Account, Transport};
+use crate::config::{Account, Login, Transport};
 
 use crate::resolve::Effective;
 use smtp::SmtpDeliver;
 
 pub use secret::{SecretError, read_secret};
+pub use token::TokenError;
 
 /// A composed message ready to go.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +50,13 @@ pub enum SendError {
     Uncertain(String),
     #[error("{0}")]
     Local(String),
+    /// No XOAUTH2 token could be had from its source.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The server refused the XOAUTH2 login (the token was issued, but it
+    /// does not open this mailbox).
+    #[error("the server refused the XOAUTH2 login (permanent): {reply}")]
+    TokenRefused { reply: String },
 }
 
 impl SendError {
@@ -58,7 +67,11 @@ impl SendError {
         match self {
             SendError::Rejected { permanent, .. } => !permanent,
             SendError::Connection(_) => true,
-            SendError::Secret(_) | SendError::Uncertain(_) | SendError::Local(_) => false,
+            SendError::Token(e) => e.is_temporary(),
+            SendError::Secret(_)
+            | SendError::Uncertain(_)
+            | SendError::Local(_)
+            | SendError::TokenRefused { .. } => false,
         }
     }
 
@@ -72,6 +85,10 @@ impl SendError {
                 "look for the Message-ID in the recipient's mailbox or the server's log before sending it again"
             }
             SendError::Local(_) => return None,
+            SendError::Token(e) => return Some(e.hint()),
+            SendError::TokenRefused { .. } => {
+                "the token was issued but the server does not accept it for this login: `username` must be the mailbox the token is for; for Microsoft 365 app-only, the app needs SMTP.SendAsApp with admin consent, an Exchange service principal (New-ServicePrincipal) and FullAccess or SendAs on the mailbox; for Gmail, the token needs the scope https://mail.google.com/"
+            }
         };
         Some(hint.to_string())
     }
@@ -130,6 +147,10 @@ pub fn check(
         Transport::Smtp(smtp) => {
             SmtpDeliver::new(smtp, account)?.check(envelope)?;
             let mut outcome = match account {
+                Some(Account {
+                    username,
+                    login: Login::OAuth2(_),
+                }) => format!("connected, XOAUTH2 login `{username}` accepted (token obtained)"),
                 Some(account) => format!("connected, login `{}` accepted", account.username),
                 None => "connected (no login configured)".into(),
             };

@@ -366,3 +366,104 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// `tests/servers/token_server.py`: an OAuth 2.0 token endpoint on
+/// 127.0.0.1 shaped like Microsoft's, stopped on drop.
+pub struct TokenServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+pub const OAUTH_TENANT: &str = "contoso.onmicrosoft.com";
+pub const OAUTH_CLIENT_ID: &str = "0b1c2d3e-mailrules-test";
+pub const OAUTH_CLIENT_SECRET: &str = "client-s3cret-for-tests";
+pub const OAUTH_REFRESH_TOKEN: &str = "refresh-t0ken-for-tests";
+
+impl TokenServer {
+    /// Tokens live `expires_in` seconds; `extra`: `--no-consent`, `--delay S`.
+    pub fn start(expires_in: u32, extra: &[&str]) -> TokenServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/token_server.py"))
+            .args(["--port", &port.to_string(), "--tenant", OAUTH_TENANT])
+            .args(["--client-id", OAUTH_CLIENT_ID])
+            .args(["--client-secret-env", "TEST_OAUTH_CLIENT_SECRET"])
+            .args(["--refresh-token-env", "TEST_OAUTH_REFRESH_TOKEN"])
+            .args(["--expires-in", &expires_in.to_string()])
+            .arg("--tokens")
+            .arg(dir.path().join("tokens.txt"))
+            .arg("--log")
+            .arg(dir.path().join("requests.log"))
+            .args(extra)
+            .env("TEST_OAUTH_CLIENT_SECRET", OAUTH_CLIENT_SECRET)
+            .env("TEST_OAUTH_REFRESH_TOKEN", OAUTH_REFRESH_TOKEN)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the token test server");
+        let mut server = TokenServer { port, dir, child };
+        let mut line = String::new();
+        let stdout = server.child.stdout.take().expect("piped");
+        BufReader::new(stdout).read_line(&mut line).ok();
+        assert!(
+            line.starts_with("listening"),
+            "the token server did not start: {line}"
+        );
+        server
+    }
+
+    /// The token endpoint of `tenant`.
+    pub fn url(&self, tenant: &str) -> String {
+        format!("http://127.0.0.1:{}/{tenant}/oauth2/v2.0/token", self.port)
+    }
+
+    /// The file of issued tokens, for the SMTP server's `--xoauth2-tokens`.
+    pub fn tokens_file(&self) -> PathBuf {
+        self.dir.path().join("tokens.txt")
+    }
+
+    /// The grant type of every request so far.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpServer {
+    /// Every AUTH XOAUTH2 attempt: (`accepted` or `refused`, user, token).
+    pub fn xoauth2_logins(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(self.dir.path().join("spool/xoauth2.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let mut parts = line.splitn(3, ' ').map(str::to_string);
+                let mut next = || parts.next().unwrap_or_default();
+                (next(), next(), next())
+            })
+            .collect()
+    }
+
+    /// A `--transport-override` file pointing at this server, logging in
+    /// as `user` with the XOAUTH2 token source `token` (YAML flow text).
+    pub fn xoauth2_override(&self, user: &str, token: &str) -> PathBuf {
+        let path = self.dir.path().join("xoauth2-override.yaml");
+        let text = format!(
+            "smtp:\n  host: localhost\n  port: {}\n  security: starttls\n  ca_file: {}\n  auth:\n    mechanism: xoauth2\n    username: {user}\n    token: {token}\n",
+            self.port,
+            self.ca_file().display()
+        );
+        std::fs::write(&path, text).expect("write override");
+        path
+    }
+}

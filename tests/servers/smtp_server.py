@@ -12,6 +12,8 @@ Run with Debian's python3 (/usr/bin/python3), which sees python3-aiosmtpd.
 
 import argparse
 import asyncio
+import base64
+import time
 import json
 import os
 import signal
@@ -53,9 +55,10 @@ class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
     def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data,
-                 data_delay=0.0):
+                 data_delay=0.0, xoauth2_tokens=None):
         self.directory = directory
         self.data_delay = data_delay
+        self.xoauth2_tokens = xoauth2_tokens
         self.replies = replies
         # Scripted replies are given this many times (None: always).
         self.replies_left = reply_count
@@ -85,6 +88,35 @@ class Spool:
                 self.connection_numbers[session.peer] = len(self.connection_numbers) + 1
         session.host_name = hostname
         return responses
+
+    async def auth_XOAUTH2(self, server, args):
+        """XOAUTH2 as Gmail and Microsoft 365 do it: the token must be one
+        the token server issued (listed in --xoauth2-tokens) and not expired.
+        A refusal is a 334 with a JSON error, then 535 after the client's
+        empty line. Every attempt is logged to <spool>/xoauth2.log."""
+        if len(args) > 1:
+            blob = base64.b64decode(args[1])
+        else:
+            blob = await server.challenge_auth("")
+        fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
+        user = fields.get("user", "")
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        valid = False
+        if self.xoauth2_tokens and os.path.exists(self.xoauth2_tokens):
+            with open(self.xoauth2_tokens) as f:
+                for line in f:
+                    issued, _, expires = line.strip().partition(" ")
+                    if issued == token and float(expires) > time.time():
+                        valid = True
+        os.makedirs(self.directory, exist_ok=True)
+        with open(os.path.join(self.directory, "xoauth2.log"), "a") as log:
+            log.write("%s %s %s\n" % ("accepted" if valid else "refused", user, token))
+        if valid:
+            return AuthResult(success=True, handled=False, auth_data=user)
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(error)
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Username and Password not accepted")
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = self.scripted("mail")
@@ -178,6 +210,8 @@ def main():
                         help="close a connection idle this many seconds")
     parser.add_argument("--hang-up-after-data", type=int, default=0,
                         help="store the first N messages, then close without replying")
+    parser.add_argument("--xoauth2-tokens",
+                        help="file of issued tokens ('TOKEN EXPIRY-EPOCH' lines) that AUTH XOAUTH2 accepts")
     parser.add_argument("--data-delay", type=float, default=0.0,
                         help="wait this many seconds before answering the end of DATA")
     parser.add_argument("--password-env", required=True,
@@ -200,7 +234,7 @@ def main():
     )
     def spool(implicit_tls):
         return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data,
-                     args.data_delay)
+                     args.data_delay, args.xoauth2_tokens)
 
     if args.security == "starttls":
         controller = Controller(spool(False), tls_context=context, require_starttls=True, **common)

@@ -13,13 +13,22 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use crate::config::{Account, Security, Smtp};
+use crate::config::{Account, Login, Security, Smtp};
 
+use super::token::Tokens;
 use super::{Deliver, Outgoing, Receipt, SendError, read_secret};
 use session::{Failure, Stage};
 
 /// Idle connections kept per transport: more than any batch runs at once.
 const MAX_IDLE: usize = 64;
+
+/// How the client logs in.
+enum LoginWith {
+    /// AUTH PLAIN or LOGIN, whichever the server offers.
+    Password(Credentials),
+    /// AUTH XOAUTH2 with a token from `tokens`.
+    XOauth2 { user: String, tokens: Tokens },
+}
 
 pub struct SmtpDeliver {
     server: String,
@@ -29,7 +38,7 @@ pub struct SmtpDeliver {
     tls: Option<TlsParameters>,
     hello_name: ClientId,
     timeout: Duration,
-    credentials: Option<Credentials>,
+    login: Option<LoginWith>,
     idle: Mutex<Vec<SmtpConnection>>,
     /// The server's permanent refusal of the login, once it came.
     login_refused: Mutex<Option<String>>,
@@ -41,11 +50,21 @@ impl SmtpDeliver {
             Security::None => None,
             Security::Starttls | Security::Tls => Some(tls_parameters(smtp)?),
         };
-        let credentials = match account {
-            Some(account) => Some(Credentials::new(
-                account.username.clone(),
-                read_secret(&account.password)?,
-            )),
+        let login = match account {
+            Some(Account {
+                username,
+                login: Login::Password(secret),
+            }) => Some(LoginWith::Password(Credentials::new(
+                username.clone(),
+                read_secret(secret)?,
+            ))),
+            Some(Account {
+                username,
+                login: Login::OAuth2(source),
+            }) => Some(LoginWith::XOauth2 {
+                user: username.clone(),
+                tokens: Tokens::new(source.as_ref().clone(), smtp.timeout),
+            }),
             None => None,
         };
         Ok(SmtpDeliver {
@@ -59,15 +78,20 @@ impl SmtpDeliver {
                 .clone()
                 .map_or_else(ClientId::default, ClientId::Domain),
             timeout: smtp.timeout,
-            credentials,
+            login,
             idle: Mutex::new(Vec::new()),
             login_refused: Mutex::new(None),
         })
     }
 
     /// A new connection: TCP (and TLS for `tls`), EHLO, STARTTLS for
-    /// `starttls`, then the login.
-    fn open(&self) -> Result<SmtpConnection, lettre::transport::smtp::Error> {
+    /// `starttls`, then the login. An XOAUTH2 token is had first, so that
+    /// no connection waits on the token endpoint.
+    fn open(&self) -> Result<SmtpConnection, SendError> {
+        let token = match &self.login {
+            Some(LoginWith::XOauth2 { tokens, .. }) => Some(tokens.get()?),
+            _ => None,
+        };
         let wrapper = match self.security {
             Security::Tls => self.tls.as_ref(),
             Security::Starttls | Security::None => None,
@@ -78,26 +102,59 @@ impl SmtpDeliver {
             &self.hello_name,
             wrapper,
             None,
-        )?;
+        )
+        .map_err(|e| self.classify(&e))?;
         if let (Security::Starttls, Some(tls)) = (self.security, &self.tls) {
             // lettre fails when the server does not offer STARTTLS: no
             // silent plaintext downgrade.
-            connection.starttls(tls, &self.hello_name)?;
-        }
-        if let Some(credentials) = &self.credentials {
-            let result = connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials);
-            if let Err(error) = result {
+            if let Err(error) = connection.starttls(tls, &self.hello_name) {
                 connection.abort();
-                if let SendError::Rejected {
-                    permanent: true,
-                    reply,
-                } = self.classify(&error)
-                    && let Ok(mut refused) = self.login_refused.lock()
-                {
-                    *refused = Some(reply);
-                }
-                return Err(error);
+                return Err(self.classify(&error));
             }
+        }
+        let logged_in = match (&self.login, token) {
+            (Some(LoginWith::Password(credentials)), _) => connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .map(drop)
+                .map_err(|e| self.classify(&e)),
+            (Some(LoginWith::XOauth2 { .. }), _)
+                if !connection
+                    .server_info()
+                    .supports_auth_mechanism(Mechanism::Xoauth2) =>
+            {
+                Err(SendError::Local(format!(
+                    "{}: the server does not offer AUTH XOAUTH2; log in with a password (`mechanism: password`) or use the provider's OAuth-capable host",
+                    self.server
+                )))
+            }
+            (Some(LoginWith::XOauth2 { user, tokens }), Some(token)) => {
+                session::xoauth2(&mut connection, user, &token).map_err(|e| {
+                    match self.classify(&e) {
+                        SendError::Rejected {
+                            permanent: true,
+                            reply,
+                        } => {
+                            tokens.forget();
+                            SendError::TokenRefused { reply }
+                        }
+                        other => other,
+                    }
+                })
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = logged_in {
+            connection.abort();
+            if let SendError::Rejected {
+                permanent: true,
+                reply,
+            }
+            | SendError::TokenRefused { reply } = &error
+                && let Ok(mut refused) = self.login_refused.lock()
+            {
+                *refused = Some(reply.clone());
+            }
+            return Err(error);
         }
         Ok(connection)
     }
@@ -108,12 +165,15 @@ impl SmtpDeliver {
     fn connect(&self) -> Result<SmtpConnection, SendError> {
         let refused = self.login_refused.lock().ok().and_then(|r| r.clone());
         if let Some(reply) = refused {
-            return Err(SendError::Rejected {
-                permanent: true,
-                reply,
+            return Err(match self.login {
+                Some(LoginWith::XOauth2 { .. }) => SendError::TokenRefused { reply },
+                _ => SendError::Rejected {
+                    permanent: true,
+                    reply,
+                },
             });
         }
-        self.open().map_err(|e| self.classify(&e))
+        self.open()
     }
 
     /// A kept connection, if one is idle.

@@ -1,0 +1,382 @@
+//! XOAUTH2 access tokens: fetched from the OAuth 2.0 token endpoint (or
+//! printed by a helper command), kept in memory per login, and fetched
+//! anew shortly before they expire. One fetch at a time: logins that need
+//! a token while it is being fetched wait and use the same one. A token is
+//! never printed, logged or put in an error.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::secret::{SecretError, read_secret};
+use crate::config::TokenSource;
+
+/// A fetched token is used until this much of its lifetime is left.
+const MARGIN: Duration = Duration::from_secs(300);
+/// How long a bare token printed by a command is used (it says no expiry).
+const COMMAND_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+pub struct Tokens {
+    source: TokenSource,
+    timeout: Duration,
+    cached: Mutex<Option<Token>>,
+}
+
+struct Token {
+    value: String,
+    fresh_until: Instant,
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint answered with an OAuth 2.0 error (`invalid_client`, …).
+    #[error("the token endpoint {url} refused (HTTP {status}): {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused {
+        url: String,
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// No answer, or not an OAuth 2.0 answer (a proxy's error page, 5xx).
+    #[error("no token from {url}: {problem}")]
+    Unreachable {
+        url: String,
+        problem: String,
+        temporary: bool,
+    },
+    #[error("the token command `{program}` failed: {problem}")]
+    Command { program: String, problem: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl TokenError {
+    /// Network trouble and the endpoint's own outages pass; a refused
+    /// secret or grant is a configuration error.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            TokenError::Refused { status, error, .. } => {
+                *status >= 500 || *status == 429 || error == "temporarily_unavailable"
+            }
+            TokenError::Unreachable { temporary, .. } => *temporary,
+            TokenError::Command { .. } | TokenError::Secret(_) => false,
+        }
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            TokenError::Refused {
+                error, description, ..
+            } => refusal_hint(error, description.as_deref().unwrap_or_default()).to_string(),
+            TokenError::Unreachable {
+                temporary: true, ..
+            } => "check the network path (proxy, firewall, DNS) to the token endpoint; this is retried as a temporary failure".into(),
+            TokenError::Unreachable { .. } => {
+                "check `token_url`: it must be the provider's OAuth 2.0 token endpoint".into()
+            }
+            TokenError::Command { .. } => {
+                "run the command by hand: it must print only the access token (or JSON with `access_token`) and exit 0".into()
+            }
+            TokenError::Secret(e) => e.hint(),
+        }
+    }
+}
+
+/// What to check, by the OAuth 2.0 error and Microsoft's AADSTS codes.
+fn refusal_hint(error: &str, description: &str) -> &'static str {
+    let has = |code: &str| description.contains(code);
+    if has("AADSTS90002") || has("AADSTS900023") || has("AADSTS90013") {
+        "the tenant in `token_url` is unknown: use the directory (tenant) id or the primary domain from the app registration's overview"
+    } else if has("AADSTS65001") || error == "consent_required" {
+        "the app has no consent: an administrator must grant admin consent for its API permission (Office 365 Exchange Online: SMTP.SendAsApp)"
+    } else if has("AADSTS700016") {
+        "no app with this `client_id` in the tenant: copy the application (client) id from the app registration"
+    } else if has("AADSTS7000215") || has("AADSTS7000222") || error == "invalid_client" {
+        "check `client_id` and the client secret (secrets expire: create a new one in the app registration and store it in the secret)"
+    } else if error == "invalid_grant" {
+        "the refresh token is expired or revoked (a password change or a sign-out everywhere does this): obtain a new refresh token and store it in the secret"
+    } else if error == "invalid_scope" {
+        "check `scope`: https://outlook.office365.com/.default for Microsoft 365 (app-only), https://mail.google.com/ for Gmail"
+    } else if error == "unauthorized_client" {
+        "the app may not use this flow: enable it for the app (client credentials need an application permission, a refresh token a delegated one)"
+    } else {
+        "the provider refused to issue a token: check the app registration and the values under `token:`"
+    }
+}
+
+/// A token endpoint's answer (RFC 6749 §5.1 and §5.2).
+#[derive(Deserialize)]
+struct Answer {
+    access_token: Option<String>,
+    /// A number, though some providers send it as text.
+    expires_in: Option<serde_json::Value>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+impl Tokens {
+    pub fn new(source: TokenSource, timeout: Duration) -> Self {
+        Tokens {
+            source,
+            timeout,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A token that is good for a while yet; fetched when needed. The lock
+    /// is held while fetching, so that concurrent logins share one fetch.
+    pub fn get(&self) -> Result<String, TokenError> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.fresh_until
+        {
+            return Ok(token.value.clone());
+        }
+        let token = self.fetch()?;
+        let value = token.value.clone();
+        *cached = Some(token);
+        Ok(value)
+    }
+
+    /// The server refused the token: the next login fetches a new one.
+    pub fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn fetch(&self) -> Result<Token, TokenError> {
+        match &self.source {
+            TokenSource::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                let secret = read_secret(client_secret)?;
+                self.post(
+                    token_url,
+                    &[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", client_id),
+                        ("client_secret", &secret),
+                        ("scope", scope),
+                    ],
+                )
+            }
+            TokenSource::RefreshToken {
+                token_url,
+                client_id,
+                client_secret,
+                refresh_token,
+                scope,
+            } => {
+                let refresh = read_secret(refresh_token)?;
+                let secret = client_secret.as_ref().map(read_secret).transpose()?;
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id.as_str()),
+                    ("refresh_token", refresh.as_str()),
+                ];
+                if let Some(secret) = &secret {
+                    form.push(("client_secret", secret));
+                }
+                if let Some(scope) = scope {
+                    form.push(("scope", scope));
+                }
+                self.post(token_url, &form)
+            }
+            TokenSource::Command(argv) => run_command(argv, self.timeout),
+        }
+    }
+
+    fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<Token, TokenError> {
+        let unreachable = |problem: String, temporary: bool| TokenError::Unreachable {
+            url: url.to_string(),
+            problem,
+            temporary,
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(self.timeout))
+            .build()
+            .into();
+        let started = Instant::now();
+        let mut response = agent
+            .post(url)
+            .send_form(form.iter().copied())
+            .map_err(|e| unreachable(e.to_string(), true))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .map_err(|e| unreachable(e.to_string(), true))?;
+        let Ok(answer) = serde_json::from_str::<Answer>(&body) else {
+            // Not JSON: a proxy's page or an outage. The body is not shown:
+            // it could echo what was sent.
+            let temporary = status >= 500 || status == 429;
+            return Err(unreachable(
+                format!("HTTP {status} without an OAuth 2.0 answer"),
+                temporary,
+            ));
+        };
+        match answer {
+            Answer {
+                access_token: Some(value),
+                expires_in,
+                ..
+            } if (200..300).contains(&status) && !value.is_empty() => {
+                let lifetime = expires_in
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                    .map_or(Duration::from_secs(3600), Duration::from_secs);
+                Ok(Token {
+                    value,
+                    fresh_until: started + lifetime - margin(lifetime),
+                })
+            }
+            Answer {
+                error: Some(error),
+                error_description,
+                ..
+            } => Err(TokenError::Refused {
+                url: url.to_string(),
+                status,
+                error,
+                description: error_description.map(|d| first_line(&d)),
+            }),
+            _ => Err(unreachable(
+                format!("HTTP {status} without `access_token`"),
+                status >= 500,
+            )),
+        }
+    }
+}
+
+/// Refresh this long before expiry: five minutes, or a fifth of a short
+/// lifetime.
+fn margin(lifetime: Duration) -> Duration {
+    MARGIN.min(lifetime / 5)
+}
+
+/// Providers' descriptions run over lines (trace ids, timestamps).
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(300).collect()
+}
+
+fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let failed = |problem: String| TokenError::Command {
+        program: program.clone(),
+        problem,
+    };
+    let started = Instant::now();
+    let output = output_within(argv, timeout).map_err(failed)?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(format!(
+            "{}: {}",
+            output.status,
+            first_line(stderr.trim())
+        )));
+    }
+    let stdout = String::from_utf8(output.stdout)
+        .map_err(|_| failed("it printed something that is not text".into()))?;
+    let printed = stdout.trim();
+    let (value, lifetime) = match serde_json::from_str::<Answer>(printed) {
+        Ok(Answer {
+            access_token: Some(value),
+            expires_in,
+            ..
+        }) => {
+            let seconds = expires_in.and_then(|v| v.as_u64());
+            (
+                value,
+                seconds.map_or(COMMAND_TOKEN_LIFETIME, Duration::from_secs),
+            )
+        }
+        _ => (printed.to_string(), COMMAND_TOKEN_LIFETIME),
+    };
+    if value.is_empty() || value.contains(char::is_whitespace) {
+        return Err(failed(
+            "it printed no token (expected one line with the access token)".into(),
+        ));
+    }
+    Ok(Token {
+        value,
+        fresh_until: started + lifetime - margin(lifetime),
+    })
+}
+
+/// Runs the command; a helper that hangs is stopped after `timeout`.
+fn output_within(argv: &[String], timeout: Duration) -> Result<std::process::Output, String> {
+    use std::process::{Command, Stdio};
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(timeout) {
+        Ok(output) => output.map_err(|e| e.to_string()),
+        Err(_) => {
+            // SAFETY: signalling our own child, which has not been waited
+            // for yet (the waiting thread is still blocked on it).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            Err(format!("no token within {} s", timeout.as_secs()))
+        }
+    }
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_five_minutes_or_a_fifth_of_its_life_before_expiry() {
+        assert_eq!(margin(Duration::from_secs(3600)), Duration::from_secs(300));
+        assert_eq!(margin(Duration::from_secs(10)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn microsoft_and_oauth_errors_get_their_own_hints() {
+        let hint = |error, description| refusal_hint(error, description);
+        assert!(hint("invalid_request", "AADSTS90002: Tenant 'x' not found.").contains("tenant"));
+        assert!(
+            hint(
+                "invalid_grant",
+                "AADSTS65001: The user or administrator has not consented"
+            )
+            .contains("consent")
+        );
+        assert!(
+            hint(
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided."
+            )
+            .contains("client secret")
+        );
+        assert!(
+            hint("invalid_grant", "Token has been expired or revoked.").contains("refresh token")
+        );
+    }
+}

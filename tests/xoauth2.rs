@@ -1,0 +1,396 @@
+//! OAuth 2.0 for SMTP (XOAUTH2) against real servers on 127.0.0.1: a token
+//! endpoint shaped like Microsoft's (tests/servers/token_server.py) and
+//! the SMTP test server, which accepts only tokens that endpoint issued
+//! and that have not expired.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{
+    Daemon, EXAMPLE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN, OAUTH_TENANT,
+    SmtpServer, TokenServer, mailrules, run,
+};
+
+const MAILBOX: &str = "facturen@acme.nl";
+
+/// An SMTP server that accepts the tokens `tokens` issues.
+fn smtp_for(tokens: &TokenServer, extra: &[&str]) -> SmtpServer {
+    let file = tokens.tokens_file();
+    let mut args = vec!["--xoauth2-tokens", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    SmtpServer::start_with("starttls", &args)
+}
+
+fn client_credentials(url: &str) -> String {
+    format!(
+        "{{client_credentials: {{token_url: \"{url}\", client_id: {OAUTH_CLIENT_ID}, client_secret: {{env: TEST_CLIENT_SECRET}}, scope: \"https://outlook.office365.com/.default\"}}}}"
+    )
+}
+
+fn refresh_token(url: &str) -> String {
+    format!(
+        "{{refresh_token: {{token_url: \"{url}\", client_id: {OAUTH_CLIENT_ID}, refresh_token: {{env: TEST_REFRESH_TOKEN}}}}}}"
+    )
+}
+
+/// `send` of one invoice through `override_file`, with the test secrets
+/// (`client_secret` may be a wrong one).
+fn send(override_file: &Path, client_secret: &str) -> common::Run {
+    run(mailrules()
+        .args(["send", "--config", EXAMPLE])
+        .args(["-a", "acme-nl", "-u", "anna", "-p", "sales_invoice"])
+        .args(["--to", "klant@example.com"])
+        .args(["--data", &format!("{EXAMPLE}/data/sales_invoice.json")])
+        .arg("--transport-override")
+        .arg(override_file)
+        .env("TEST_CLIENT_SECRET", client_secret)
+        .env("TEST_REFRESH_TOKEN", OAUTH_REFRESH_TOKEN))
+}
+
+fn invoices(dir: &Path, count: usize) -> std::path::PathBuf {
+    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let lines: Vec<String> = (1..=count)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("inv-{n}"),
+                "administration": "acme-nl",
+                "user": "anna",
+                "process": "sales_invoice",
+                "to": [format!("klant{n}@example.com")],
+                "data": data,
+            })
+            .to_string()
+        })
+        .collect();
+    let path = dir.join("invoices.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_batch_shares_one_token_among_its_concurrent_logins() {
+    // A slow endpoint: eight logins wait for the same fetch.
+    let tokens = TokenServer::start(3600, &["--delay", "0.5"]);
+    let smtp = smtp_for(&tokens, &[]);
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&tokens.url(OAUTH_TENANT)));
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 40);
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(&batch)
+        .args(["--concurrency", "8", "--transport-override"])
+        .arg(&override_file)
+        .env("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET));
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert!(
+        result.stdout.contains("batch: 40 sent"),
+        "{}",
+        result.stdout
+    );
+
+    assert_eq!(tokens.requests(), ["client_credentials"], "one fetch");
+    let received = smtp.received();
+    assert_eq!(received.len(), 40);
+    assert!(
+        received
+            .iter()
+            .all(|m| m.auth_user.as_deref() == Some(MAILBOX))
+    );
+    let logins = smtp.xoauth2_logins();
+    assert!((1..=8).contains(&logins.len()), "{logins:?}");
+    assert!(
+        logins
+            .iter()
+            .all(|(verdict, user, token)| verdict == "accepted"
+                && user == MAILBOX
+                && *token == logins[0].2),
+        "every connection logged in with the one token: {logins:?}"
+    );
+    let output = format!("{}{}", result.stdout, result.stderr);
+    assert!(!output.contains(&logins[0].2), "the token is never printed");
+    assert!(!output.contains(OAUTH_CLIENT_SECRET));
+}
+
+/// A daemon sends now and then; the server closes idle connections, so
+/// each send logs in anew. Tokens live 4 s and are renewed when a fifth of
+/// that is left (after 3.2 s): never is an expired one presented.
+#[test]
+fn a_token_is_fetched_again_shortly_before_it_expires() {
+    let tokens = TokenServer::start(4, &[]);
+    let smtp = smtp_for(&tokens, &["--idle-timeout", "0.5"]);
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&tokens.url(OAUTH_TENANT)));
+    let config = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-r", EXAMPLE])
+        .arg(config.path().join("config"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let daemon = Daemon::start_with(
+        &config.path().join("config"),
+        &["--transport-override", override_file.to_str().unwrap()],
+        &[("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET)],
+    );
+    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
+    let request = format!(
+        r#"{{"administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["klant@example.com"], "data": {data}}}"#
+    );
+    for wait in [0.0, 1.5, 2.1] {
+        std::thread::sleep(Duration::from_secs_f64(wait));
+        let reply = daemon.post("/v1/send", &request);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let logins = smtp.xoauth2_logins();
+    assert_eq!(logins.len(), 3, "one login per send: {logins:?}");
+    assert!(
+        logins.iter().all(|(verdict, ..)| verdict == "accepted"),
+        "{logins:?}"
+    );
+    assert_eq!(
+        logins[0].2, logins[1].2,
+        "at 1.5 s the token is still fresh"
+    );
+    assert_ne!(logins[1].2, logins[2].2, "at 3.6 s it was renewed");
+    assert_eq!(tokens.requests().len(), 2, "one fetch per lifetime");
+    assert!(
+        !daemon.logs().contains(&logins[0].2),
+        "the token is never logged"
+    );
+}
+
+#[test]
+fn a_refresh_token_and_a_token_command_are_token_sources_too() {
+    let tokens = TokenServer::start(3600, &[]);
+    let smtp = smtp_for(&tokens, &[]);
+    let override_file = smtp.xoauth2_override(MAILBOX, &refresh_token(&tokens.url(OAUTH_TENANT)));
+    let result = send(&override_file, "unused");
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(tokens.requests(), ["refresh_token"]);
+
+    // An external helper: here one that prints a token the endpoint issued
+    // (the first line of its token file) as JSON.
+    let helper = smtp.dir.path().join("token-helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nprintf '{{\"access_token\": \"%s\", \"expires_in\": 600}}' \"$(cut -d' ' -f1 {} | head -n1)\"\n",
+            tokens.tokens_file().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &format!("{{command: [\"{}\"]}}", helper.display()));
+    let result = send(&override_file, "unused");
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert_eq!(smtp.received().len(), 2);
+    assert_eq!(tokens.requests().len(), 1, "the helper fetched nothing new");
+}
+
+#[test]
+fn check_obtains_a_token_and_logs_in_without_sending() {
+    let tokens = TokenServer::start(3600, &[]);
+    let smtp = smtp_for(&tokens, &[]);
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&tokens.url(OAUTH_TENANT)));
+    let result = run(mailrules()
+        .args([
+            "check",
+            "--config",
+            EXAMPLE,
+            "--profile",
+            "billing",
+            "--transport-override",
+        ])
+        .arg(&override_file)
+        .env("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET));
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert!(
+        result
+            .stdout
+            .contains("XOAUTH2 login `facturen@acme.nl` accepted (token obtained)"),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(smtp.xoauth2_logins().len(), 1);
+    assert!(smtp.received().is_empty(), "nothing sent");
+}
+
+/// Each failure names what failed and what to check; configuration
+/// errors are permanent, an unreachable endpoint temporary.
+#[test]
+fn every_token_failure_says_what_to_check() {
+    let tokens = TokenServer::start(3600, &[]);
+    let no_consent = TokenServer::start(3600, &["--no-consent"]);
+    let smtp = smtp_for(&tokens, &[]);
+    let url = tokens.url(OAUTH_TENANT);
+    let nobody_listens = format!(
+        "http://127.0.0.1:{}/{OAUTH_TENANT}/oauth2/v2.0/token",
+        common::free_port()
+    );
+    let cases: Vec<(&str, String, &str, &str, &str)> = vec![
+        (
+            "wrong client secret",
+            client_credentials(&url),
+            "wrong-secret",
+            "invalid_client: AADSTS7000215",
+            "check `client_id` and the client secret",
+        ),
+        (
+            "unknown tenant",
+            client_credentials(&tokens.url("fabrikam.example")),
+            OAUTH_CLIENT_SECRET,
+            "AADSTS90002",
+            "the tenant in `token_url` is unknown",
+        ),
+        (
+            "no admin consent",
+            client_credentials(&no_consent.url(OAUTH_TENANT)),
+            OAUTH_CLIENT_SECRET,
+            "AADSTS65001",
+            "the app has no consent: an administrator must grant admin consent",
+        ),
+        (
+            "revoked refresh token",
+            refresh_token(&url).replace("TEST_REFRESH_TOKEN", "TEST_CLIENT_SECRET"),
+            "a-revoked-refresh-token",
+            "invalid_grant",
+            "obtain a new refresh token",
+        ),
+        (
+            "endpoint down",
+            client_credentials(&nobody_listens),
+            OAUTH_CLIENT_SECRET,
+            "no token from http://127.0.0.1:",
+            "retried as a temporary failure",
+        ),
+        (
+            "helper fails",
+            "{command: [\"sh\", \"-c\", \"echo not signed in >&2; exit 3\"]}".to_string(),
+            OAUTH_CLIENT_SECRET,
+            "the token command `sh` failed: exit status: 3: not signed in",
+            "run the command by hand",
+        ),
+        (
+            "token the server does not accept",
+            "{command: [\"echo\", \"tok-not-issued\"]}".to_string(),
+            OAUTH_CLIENT_SECRET,
+            "the server refused the XOAUTH2 login (permanent): 535 5.7.8",
+            "`username` must be the mailbox the token is for",
+        ),
+    ];
+    for (what, token, secret, error, hint) in cases {
+        let override_file = smtp.xoauth2_override(MAILBOX, &token);
+        let result = send(&override_file, secret);
+        assert_eq!(result.code, 1, "{what}: {}", result.stderr);
+        assert!(result.stderr.contains(error), "{what}: {}", result.stderr);
+        assert!(
+            result.stderr.contains("= hint: ") && result.stderr.contains(hint),
+            "{what}: {}",
+            result.stderr
+        );
+        assert!(
+            !result.stderr.contains(secret),
+            "{what}: the secret is never shown"
+        );
+    }
+    assert!(smtp.received().is_empty());
+
+    // In a batch the endpoint being down is temporary (retried), a refused
+    // secret is not.
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 1);
+    for (token, temporary) in [
+        (client_credentials(&nobody_listens), true),
+        (client_credentials(&url), false),
+    ] {
+        let override_file = smtp.xoauth2_override(MAILBOX, &token);
+        let results = dir.path().join(format!("results-{temporary}.jsonl"));
+        let result = run(mailrules()
+            .args(["send", "--config", EXAMPLE, "--batch"])
+            .arg(&batch)
+            .args(["--retries", "0", "--results"])
+            .arg(&results)
+            .arg("--transport-override")
+            .arg(&override_file)
+            .env("TEST_CLIENT_SECRET", "wrong-secret"));
+        assert_eq!(result.code, 1);
+        let line: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&results).unwrap().trim()).unwrap();
+        assert_eq!(line["temporary"], temporary, "{line}");
+    }
+}
+
+#[test]
+fn validate_refuses_a_secret_in_the_yaml_and_a_token_endpoint_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let write = |auth: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "system: {{profile: m365, default_language: nl, languages: [nl], processes: [invoice]}}\nprofiles:\n  m365:\n    from: facturen@acme.nl\n    smtp:\n      host: smtp.office365.com\n      auth:\n{auth}\n"
+            ),
+        )
+        .unwrap();
+        run(mailrules().arg("validate").arg("--config").arg(&config))
+    };
+    let literal = write(
+        "        mechanism: xoauth2\n        username: facturen@acme.nl\n        token:\n          client_credentials:\n            token_url: https://login.microsoftonline.com/contoso/oauth2/v2.0/token\n            client_id: app\n            client_secret: Sup3rS3cretValue\n            scope: https://outlook.office365.com/.default",
+    );
+    assert_eq!(literal.code, 1);
+    assert!(
+        literal
+            .stderr
+            .contains("a secret must be a reference, not a value"),
+        "{}",
+        literal.stderr
+    );
+    assert!(
+        literal.stderr.contains("`client_secret: {env: NAME}`"),
+        "{}",
+        literal.stderr
+    );
+    assert!(
+        !literal.stderr.contains("Sup3rS3cretValue"),
+        "{}",
+        literal.stderr
+    );
+
+    let plain_http = write(
+        "        mechanism: xoauth2\n        username: facturen@acme.nl\n        token:\n          refresh_token:\n            token_url: http://login.example.com/token\n            client_id: app\n            refresh_token: {env: GMAIL_REFRESH_TOKEN}",
+    );
+    assert_eq!(plain_http.code, 1);
+    assert!(
+        plain_http
+            .stderr
+            .contains("token endpoint `http://login.example.com/token` is not https://"),
+        "{}",
+        plain_http.stderr
+    );
+    assert!(
+        plain_http.stderr.contains("config.yaml:12:24"),
+        "{}",
+        plain_http.stderr
+    );
+
+    let both = write(
+        "        mechanism: xoauth2\n        username: facturen@acme.nl\n        password: {env: X}\n        token: {command: [get-token]}",
+    );
+    assert_eq!(both.code, 1);
+    assert!(
+        both.stderr
+            .contains("a password is given but not used by this login"),
+        "{}",
+        both.stderr
+    );
+
+    let missing = write("        mechanism: xoauth2\n        username: facturen@acme.nl");
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("token"), "{}", missing.stderr);
+}
