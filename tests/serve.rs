@@ -456,6 +456,30 @@ fn polling_and_the_periodic_check_see_changes_without_file_events() {
     let checked = wait_for_generation(&checking, 2);
     assert_eq!(checked["last_reload"]["trigger"], "recheck");
     assert_eq!(served_from(&checking), version_name(2));
+
+    // A broken file, then the serving one back: the rejection (and its
+    // alert) clears without a new generation.
+    let profiles = config.path.join("profiles.yaml");
+    std::fs::write(&profiles, "profiles: [\n").unwrap();
+    checking.wait_for("a rejection", |c| c["last_reload"]["outcome"] == "rejected");
+    let gauge = "mailrules_config_last_reload_successful";
+    assert!(
+        checking
+            .get("/metrics")
+            .text
+            .contains(&format!("{gauge} 0"))
+    );
+    std::fs::write(&profiles, config.profiles_text(2)).unwrap();
+    let cleared = checking.wait_for("the all-clear", |c| {
+        c["last_reload"]["outcome"] == "unchanged"
+    });
+    assert_eq!(cleared["generation"], 2);
+    assert!(
+        checking
+            .get("/metrics")
+            .text
+            .contains(&format!("{gauge} 1"))
+    );
 }
 
 /// A deploy tool that unpacks each release into its own directory and
@@ -470,13 +494,21 @@ fn a_config_path_that_is_a_symlink_follows_its_swap() {
     config.write_version(&two, 2);
     let current = releases.path().join("current");
     std::os::unix::fs::symlink(&one, &current).unwrap();
-    let daemon = start(&current, &[]);
+    let daemon = start(&current, &["--recheck-interval", "0"]);
 
     let next = releases.path().join("current.next");
     std::os::unix::fs::symlink(&two, &next).unwrap();
     std::fs::rename(&next, &current).unwrap();
     wait_for_generation(&daemon, 2);
     assert_eq!(served_from(&daemon), version_name(2));
+
+    // The watch moved with the link: an edit in the new release is seen,
+    // one in the old release is not.
+    std::fs::write(one.join("profiles.yaml"), config.profiles_text(4)).unwrap();
+    assert_stays(&daemon, 2);
+    std::fs::write(two.join("profiles.yaml"), config.profiles_text(3)).unwrap();
+    wait_for_generation(&daemon, 3);
+    assert_eq!(served_from(&daemon), version_name(3));
 }
 
 #[test]
@@ -628,6 +660,23 @@ fn bad_requests_get_a_json_error_naming_the_field() {
     let unknown = daemon.get("/v2/send");
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json["error"], "no such endpoint");
+    let wrong_method = daemon.get("/v1/send");
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(
+        wrong_method.json["error"],
+        "this endpoint does not take this method"
+    );
+    let huge = format!("{{\"data\": \"{}\"}}", "x".repeat(3 << 20));
+    let too_large = daemon.post("/v1/send", &huge);
+    assert_eq!(too_large.status, 413);
+    assert!(
+        too_large.json["hint"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2 MiB"),
+        "{}",
+        too_large.text
+    );
 }
 
 #[test]
@@ -669,6 +718,13 @@ fn a_token_guards_the_api_and_listening_beyond_loopback_needs_one() {
         assert!(text.contains("bearer token"), "{text}");
         assert!(!text.contains(token), "the token is never echoed");
     }
+    // The scheme's name is case-insensitive.
+    let lowercase = agent
+        .post(format!("{}/v1/explain", daemon.url))
+        .header("Authorization", format!("bearer {token}"))
+        .send(EXPLAIN)
+        .unwrap();
+    assert_eq!(lowercase.status(), 200);
     let health = agent.get(format!("{}/healthz", daemon.url)).call().unwrap();
     assert_eq!(health.status(), 200, "probes need no token");
     assert!(!daemon.logs().contains(token), "the token is never logged");
@@ -699,10 +755,14 @@ fn send_preview_and_metrics() {
     );
     assert!(server.received().is_empty(), "a preview sends nothing");
 
-    let sent = daemon.post("/v1/send", &request);
+    let sent = daemon.post("/v1/send", &request.replacen('{', r#"{"id": "inv-1", "#, 1));
     assert_eq!(sent.status, 200, "{}", sent.text);
     assert_eq!(sent.json["status"], "sent");
     assert_eq!(sent.json["generation"], 1);
+    assert_eq!(
+        sent.json["id"], "inv-1",
+        "the caller's reference comes back"
+    );
     assert_eq!(sent.json["message_id"], "<inv-1@acme.nl>");
     let received = server.received();
     assert_eq!(received.len(), 1);
@@ -734,6 +794,7 @@ fn send_preview_and_metrics() {
         "mailrules_send_duration_seconds_count 1".to_string(),
         "mailrules_config_last_reload_successful 1".to_string(),
         "mailrules_config_generation 1".to_string(),
+        "mailrules_config_reloads_total{outcome=\"rejected\"} 0".to_string(),
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }

@@ -294,7 +294,7 @@ impl SendArgs {
 pub struct ServeArgs {
     /// Address of the HTTP API. Beyond loopback it needs --token. Port 0
     /// picks a free one (printed on stdout).
-    #[arg(long, default_value = "127.0.0.1:8625", value_name = "ADDR:PORT")]
+    #[arg(long, default_value = "127.0.0.1:8625", value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
     /// Where the API's bearer token is: `env:NAME` or `file:PATH`.
     #[arg(long, env = "MAILRULES_TOKEN_REF", value_name = "env:NAME|file:PATH", value_parser = parse_secret_reference)]
@@ -327,6 +327,17 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `127.0.0.1:8625`, `[::1]:8625` or `localhost:8625` (the first address
+/// the name resolves to).
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let hint = "write ADDRESS:PORT, e.g. 127.0.0.1:8625";
+    let mut addresses = text.to_socket_addrs().map_err(|e| format!("{e}; {hint}"))?;
+    addresses
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address; {hint}"))
 }
 
 /// `env:NAME` or `file:PATH`: where a secret is, never the secret itself.

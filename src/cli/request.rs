@@ -37,7 +37,8 @@ struct Line {
 /// A checked request, ready to resolve and render.
 #[derive(Debug)]
 pub struct Request {
-    pub id: String,
+    /// The caller's reference, if it gave one.
+    pub id: Option<String>,
     pub context: ContextArgs,
     pub message: MessageArgs,
     pub data: serde_json::Value,
@@ -105,9 +106,9 @@ const EXAMPLE: &str =
     "{\"administration\": \"...\", \"user\": \"...\", \"process\": \"...\", \"to\": [\"...\"]}";
 
 /// Parses one request; relative `attach` paths are taken from `base_dir`.
-pub fn parse(line_number: usize, text: &str, base_dir: &Path) -> Result<Request, Invalid> {
+pub fn parse(text: &str, base_dir: &Path) -> Result<Request, Invalid> {
     let line: Line = deserialize(text)?;
-    check(line, line_number, base_dir).map_err(|p| located(text, p))
+    check(line, base_dir).map_err(|p| located(text, p))
 }
 
 /// Parses a request for `explain`: the context fields only.
@@ -211,7 +212,7 @@ fn check_context(
 }
 
 /// The checks of the flags, for a parsed line.
-fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, FieldProblem> {
+fn check(line: Line, batch_dir: &Path) -> Result<Request, FieldProblem> {
     if line.to.is_empty() {
         return Err(field("to")("give at least one recipient".into()));
     }
@@ -237,7 +238,7 @@ fn check(line: Line, line_number: usize, batch_dir: &Path) -> Result<Request, Fi
         line.template,
     )?;
     Ok(Request {
-        id: line.id.unwrap_or_else(|| format!("line-{line_number}")),
+        id: line.id,
         context,
         message: MessageArgs {
             to: mailboxes("to", &line.to)?,

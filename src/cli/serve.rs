@@ -29,7 +29,9 @@ pub fn run(source: ConfigSource, args: &ServeArgs) -> Result<u8, CliError> {
 /// Logs go to stderr; stdout carries only the listening address.
 fn start_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILRULES_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // notify reports its own housekeeping (a watch on a replaced
+        // directory) at info: noise for an operator.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,notify=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -46,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
 }
 
@@ -101,13 +103,31 @@ impl From<&CliError> for Problem {
     }
 }
 
+/// A request that is not carried out: its status and what the caller is told.
+struct Refusal(StatusCode, Problem);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        self.1.respond(self.0)
+    }
+}
+
+impl From<Invalid> for Refusal {
+    fn from(invalid: Invalid) -> Self {
+        Refusal(StatusCode::BAD_REQUEST, Problem::from(invalid))
+    }
+}
+
 async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     if let Some(token) = &app.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
+            // The scheme's name is case-insensitive (RFC 9110 §11.1).
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
             let mut response = Problem {
                 hint: Some("send `Authorization: Bearer <token>` with the token the daemon was started with".into()),
@@ -139,6 +159,14 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     axum::Json(json!({"status": "ok", "generation": generation})).into_response()
 }
 
+async fn wrong_method() -> Response {
+    Problem {
+        hint: Some("/v1/send, /v1/explain, /v1/preview and /v1/reload take POST; /v1/config, /healthz and /metrics GET".into()),
+        ..Problem::new("this endpoint does not take this method")
+    }
+    .respond(StatusCode::METHOD_NOT_ALLOWED)
+}
+
 async fn not_found() -> Response {
     Problem {
         hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/reload; GET /v1/config, /healthz, /metrics".into()),
@@ -147,44 +175,64 @@ async fn not_found() -> Response {
     .respond(StatusCode::NOT_FOUND)
 }
 
-/// The body as text; JSON is UTF-8.
-fn text(body: &Bytes) -> Result<&str, Problem> {
-    std::str::from_utf8(body)
-        .map_err(|_| Problem::new("the body is not UTF-8 text: send a JSON object"))
+/// The body as text; JSON is UTF-8. Bodies are limited to 2 MiB.
+fn text(body: &Result<Bytes, BytesRejection>) -> Result<&str, Refusal> {
+    let body = body.as_ref().map_err(|rejection| {
+        let problem = Problem {
+            hint: Some(
+                "a request is at most 2 MiB of JSON; attachments belong in the template".into(),
+            ),
+            ..Problem::new(rejection.body_text())
+        };
+        Refusal(rejection.status(), problem)
+    })?;
+    std::str::from_utf8(body).map_err(|_| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            Problem::new("the body is not UTF-8 text: send a JSON object"),
+        )
+    })
 }
 
 /// A `send` or `preview` request. `attach` is refused: the daemon does not
 /// read files on a caller's behalf (that would let any caller mail itself
 /// any file the daemon can read); attachments belong in the template.
-fn message_request(body: &Bytes) -> Result<request::Request, Problem> {
-    let request = request::parse(1, text(body)?, Path::new("."))?;
+fn message_request(body: &Result<Bytes, BytesRejection>) -> Result<request::Request, Refusal> {
+    let request = request::parse(text(body)?, Path::new("."))?;
     if !request.message.attach.is_empty() {
-        return Err(Problem {
+        let problem = Problem {
             field: Some("attach".into()),
             hint: Some(
                 "declare the attachment in the template, or send with `mailrules send --attach`"
                     .into(),
             ),
             ..Problem::new("`attach`: the daemon does not read files named in a request")
-        });
+        };
+        return Err(Refusal(StatusCode::BAD_REQUEST, problem));
     }
     Ok(request)
 }
 
-fn with_generation(generation: &Generation, value: impl Serialize) -> Value {
-    let mut value = serde_json::to_value(value).unwrap_or(Value::Null);
+/// The delivery as the caller gets it, with the generation that handled
+/// it and the caller's `id`, if it gave one.
+fn answer(generation: &Generation, id: Option<String>, delivery: &Delivery) -> Value {
+    let mut value = serde_json::to_value(delivery).unwrap_or(Value::Null);
     if let Value::Object(object) = &mut value {
         object.insert("generation".into(), generation.number.into());
+        if let Some(id) = id {
+            object.insert("id".into(), id.into());
+        }
     }
     value
 }
 
-async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn send(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
     let generation = app.live.current();
-    let request = match message_request(&body) {
-        Ok(request) => request,
-        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
-    };
+    let request = message_request(&body)?;
+    let id = request.id.clone();
     let started = Instant::now();
     let handed = Arc::clone(&generation);
     let delivered = tokio::task::spawn_blocking(move || {
@@ -193,10 +241,10 @@ async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
     })
     .await;
     let Ok(delivery) = delivered else {
-        return Problem::new("the send stopped unexpectedly")
-            .respond(StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = Problem::new("the send stopped unexpectedly");
+        return Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, problem));
     };
-    record(&app, &delivery, started);
+    record(&app, id.as_deref(), &delivery, started);
     let status = match (delivery.status, delivery.attempts, delivery.temporary) {
         (Status::Sent, ..) => StatusCode::OK,
         // Nothing reached a transport: the request (or the config) is wrong.
@@ -204,74 +252,77 @@ async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
         (Status::Failed, _, Some(true)) => StatusCode::SERVICE_UNAVAILABLE,
         (Status::Failed | Status::Unknown, ..) => StatusCode::BAD_GATEWAY,
     };
-    (status, axum::Json(with_generation(&generation, &delivery))).into_response()
+    Ok((status, axum::Json(answer(&generation, id, &delivery))).into_response())
 }
 
-/// Metrics and one log line for a message that reached a transport.
-fn record(app: &App, delivery: &Delivery, started: Instant) {
+/// Metrics for a message that reached a transport, and one log line.
+fn record(app: &App, id: Option<&str>, delivery: &Delivery, started: Instant) {
     let status = match delivery.status {
         Status::Sent => "sent",
         Status::Failed => "failed",
         Status::Unknown => "unknown",
     };
     let seconds = started.elapsed().as_secs_f64();
-    let profile = delivery.profile.as_deref().unwrap_or_default();
-    let transport = delivery.transport.as_deref().unwrap_or_default();
+    let ms = (seconds * 1000.0).round() as u64;
+    let id = id.unwrap_or_default();
+    let error = delivery.error.as_deref().unwrap_or_default();
+    let (Some(profile), Some(transport), Some(message_id)) = (
+        delivery.profile.as_deref(),
+        delivery.transport.as_deref(),
+        delivery.message_id.as_deref(),
+    ) else {
+        // No message was made: an unknown name, a template error.
+        tracing::warn!(id, error, "request refused");
+        return;
+    };
     if delivery.attempts > 0 {
         app.metrics.message(profile, transport, status, seconds);
     }
-    let message_id = delivery.message_id.as_deref().unwrap_or_default();
-    let error = delivery.error.as_deref().unwrap_or_default();
-    let ms = (seconds * 1000.0).round() as u64;
     match delivery.status {
-        Status::Sent => tracing::info!(message_id, profile, transport, ms, "sent"),
+        Status::Sent => tracing::info!(id, message_id, profile, transport, ms, "sent"),
         _ => tracing::warn!(
-            message_id, profile, transport, status, error, ms, "not sent"
+            id, message_id, profile, transport, status, error, ms, "not sent"
         ),
     }
 }
 
-async fn explain(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn explain(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
     let generation = app.live.current();
-    let context = match text(&body).and_then(|text| Ok(request::parse_context(text)?)) {
-        Ok(context) => context,
-        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
-    };
+    let context = request::parse_context(text(&body)?)?;
     let prepared = &generation.prepared;
-    match resolve::resolve(&prepared.loaded.config, &prepared.request(&context)) {
-        Ok(resolution) => {
-            let mut explanation = explain::Explanation::of(&resolution);
-            explanation.generation = Some(generation.number);
-            axum::Json(explanation).into_response()
-        }
-        Err(error) => {
-            Problem::from(&CliError::from(error)).respond(StatusCode::UNPROCESSABLE_ENTITY)
-        }
-    }
+    let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(&context))
+        .map_err(|error| unprocessable(&CliError::from(error)))?;
+    let mut explanation = explain::Explanation::of(&resolution);
+    explanation.generation = Some(generation.number);
+    Ok(axum::Json(explanation).into_response())
 }
 
-async fn preview(State(app): State<Arc<App>>, body: Bytes) -> Response {
+/// A valid request that cannot be carried out under this configuration.
+fn unprocessable(error: &CliError) -> Refusal {
+    Refusal(StatusCode::UNPROCESSABLE_ENTITY, Problem::from(error))
+}
+
+async fn preview(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
     let generation = app.live.current();
-    let request = match message_request(&body) {
-        Ok(request) => request,
-        Err(problem) => return problem.respond(StatusCode::BAD_REQUEST),
-    };
+    let request = message_request(&body)?;
     let prepared = &generation.prepared;
-    let rendered = resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))
-        .map_err(CliError::from)
-        .and_then(|resolution| {
-            let input = message_input_with(&request.message, request.data)?;
-            let rendered = render::render(&resolution, &input)?;
-            Ok((resolution.profile.id.to_string(), rendered))
-        });
-    let (profile, rendered) = match rendered {
-        Ok(done) => done,
-        Err(error) => return Problem::from(&error).respond(StatusCode::UNPROCESSABLE_ENTITY),
-    };
+    let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))
+        .map_err(|error| unprocessable(&CliError::from(error)))?;
+    let input = message_input_with(&request.message, request.data)
+        .map_err(|error| unprocessable(&error))?;
+    let rendered = render::render(&resolution, &input)
+        .map_err(|error| unprocessable(&CliError::from(error)))?;
     let envelope = rendered.envelope();
     let body = json!({
         "generation": generation.number,
-        "profile": profile,
+        "id": request.id,
+        "profile": resolution.profile.id,
         "message_id": rendered.message_id,
         "language": rendered.language.as_ref().map(ToString::to_string),
         "envelope": {
@@ -281,7 +332,7 @@ async fn preview(State(app): State<Arc<App>>, body: Bytes) -> Response {
         // The rendered message is 7-bit (lettre encodes every part).
         "message": String::from_utf8_lossy(&rendered.bytes()),
     });
-    axum::Json(body).into_response()
+    Ok(axum::Json(body).into_response())
 }
 
 async fn config(State(app): State<Arc<App>>) -> Response {

@@ -150,8 +150,10 @@ impl Live {
             .clone()
     }
 
-    /// Whether the files differ from what serves, and from what was last
-    /// rejected (which has been reported already): the periodic check.
+    /// Whether a reload would tell something new: the files differ from
+    /// what serves and from what was last rejected (reported already), or
+    /// they are back to what serves after a rejection (the reload then
+    /// records `unchanged` and clears the alert). The periodic check.
     pub fn changed_on_disk(&self) -> bool {
         let Ok(candidate) = read(&self.source.path) else {
             // Unreadable files are a change worth a reload and its report,
@@ -164,7 +166,14 @@ impl Live {
                 })
             );
         };
-        candidate.hash != self.current().hash && !self.was_rejected(&candidate.hash)
+        let last_rejected = matches!(
+            self.last_reload().map(|r| r.outcome),
+            Some(Outcome::Rejected { .. })
+        );
+        if candidate.hash == self.current().hash {
+            return last_rejected;
+        }
+        !self.was_rejected(&candidate.hash)
     }
 
     fn was_rejected(&self, hash: &str) -> bool {

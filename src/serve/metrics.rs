@@ -54,6 +54,14 @@ impl Default for Metrics {
             "Configuration reloads, by outcome (applied, rejected, unchanged)",
             reloads.clone(),
         );
+        // Each outcome from zero, so that a rate over them works from the start.
+        for outcome in ["applied", "rejected", "unchanged"] {
+            let _ = reloads
+                .get_or_create(&ReloadLabels {
+                    outcome: outcome.into(),
+                })
+                .get();
+        }
         let reload_success = Gauge::default();
         registry.register(
             "config_last_reload_successful",

@@ -5,6 +5,7 @@
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::event::{EventKind, MetadataKind, ModifyKind};
@@ -41,7 +42,7 @@ pub struct WatchError {
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatchHandle {
-    _watcher: Option<Box<dyn Watcher + Send>>,
+    _watcher: Option<Arc<Mutex<Box<dyn Watcher + Send>>>>,
 }
 
 /// Watches the configuration at `config` (a directory, or one file) and
@@ -91,13 +92,48 @@ pub fn start(
     for (path, mode) in watch_targets(config) {
         watcher.watch(&path, mode).map_err(error)?;
     }
+    let watcher = Arc::new(Mutex::new(watcher));
+    let mut followed = Followed {
+        config: config.to_path_buf(),
+        target: std::fs::canonicalize(config).ok(),
+        watcher: Arc::clone(&watcher),
+    };
     std::thread::Builder::new()
         .name("config-debounce".into())
-        .spawn(move || debounce(&received, settings.debounce, reload))
+        .spawn(move || {
+            debounce(&received, settings.debounce, || {
+                followed.follow_swap();
+                reload();
+            });
+        })
         .map_err(|e| watch_error(config, notify::Error::io(e)))?;
     Ok(WatchHandle {
         _watcher: Some(watcher),
     })
+}
+
+/// The directory a symlinked configuration path points at. The recursive
+/// watch was set up through the link, on the directory it pointed at
+/// then: when the link is swapped, the watch moves to the new directory.
+struct Followed {
+    config: PathBuf,
+    target: Option<PathBuf>,
+    watcher: Arc<Mutex<Box<dyn Watcher + Send>>>,
+}
+
+impl Followed {
+    fn follow_swap(&mut self) {
+        let target = std::fs::canonicalize(&self.config).ok();
+        if target == self.target || !self.config.is_dir() {
+            return;
+        }
+        self.target = target;
+        let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = watcher.unwatch(&self.config);
+        if let Err(error) = watcher.watch(&self.config, RecursiveMode::Recursive) {
+            tracing::warn!(%error, "cannot watch the new configuration directory; the periodic check still sees changes");
+        }
+    }
 }
 
 /// A mounted config volume is a tree of symlinks into a hidden data
@@ -130,7 +166,7 @@ fn watch_targets(config: &Path) -> Vec<(PathBuf, RecursiveMode)> {
 /// Waits for the first event, then for `quiet` without events, then
 /// reloads. A steady stream of events still reloads every 20 quiet periods,
 /// so that a busy directory cannot hold back a change forever.
-fn debounce(received: &mpsc::Receiver<()>, quiet: Duration, reload: impl Fn()) {
+fn debounce(received: &mpsc::Receiver<()>, quiet: Duration, mut reload: impl FnMut()) {
     let longest = quiet * 20;
     while received.recv().is_ok() {
         let first = Instant::now();

@@ -162,11 +162,14 @@ impl Shared<'_> {
             };
             return Outcome::invalid(number, request::id_of(number, text), invalid);
         }
-        let request = match request::parse(number, text, self.batch_dir) {
+        let request = match request::parse(text, self.batch_dir) {
             Ok(request) => request,
             Err(invalid) => return Outcome::invalid(number, request::id_of(number, text), invalid),
         };
-        let id = request.id.clone();
+        let id = request
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("line-{number}"));
         let delivery = delivery::deliver(self.prepared, &self.transports, request, self.policy);
         let column = delivery
             .field
