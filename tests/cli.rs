@@ -621,7 +621,7 @@ fn explain_all_lists_every_context_in_three_formats() {
         .find(|l| l.starts_with("acme-nl,order_confirmation,nl,anna,"))
         .expect("a row for anna");
     assert!(
-        anna.starts_with("acme-nl,order_confirmation,nl,anna,order_confirmation-nl,sales,personal,Anna de Vries <anna.devries@acme.nl>,Acme Verkoop <verkoop@acme.nl>,(none),smtp smtp.acme.example:587 (STARTTLS),verkoop@acme.nl (password from env:ACME_SALES_SMTP_PASSWORD),true,text and html (#"),
+        anna.starts_with("acme-nl,order_confirmation,nl,anna,order_confirmation-nl,sales,personal,Anna de Vries <anna.devries@acme.nl>,Acme Verkoop <verkoop@acme.nl>,(none),smtp smtp.gmail.com:465 (implicit TLS),\"verkoop@acme.nl (XOAUTH2, refresh token from env:ACME_SALES_REFRESH_TOKEN at https://oauth2.googleapis.com/token)\",true,text and html (#"),
         "{anna}"
     );
     assert!(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -48,6 +48,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(app)
 }
 
@@ -101,6 +103,29 @@ impl From<&CliError> for Problem {
             },
         }
     }
+}
+
+/// The largest request body: a message's data, never its attachments.
+const MAX_BODY: usize = 2 << 20;
+
+fn too_large() -> Problem {
+    Problem {
+        hint: Some("a request is at most 2 MiB of JSON; attachments belong in the template".into()),
+        ..Problem::new("the body is too large")
+    }
+}
+
+/// A body announced as too large is refused before it is read. (A body
+/// without a length is cut off at the limit while it is read.)
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY) {
+        return too_large().respond(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    next.run(request).await
 }
 
 /// A request that is not carried out: its status and what the caller is told.
@@ -178,11 +203,9 @@ async fn not_found() -> Response {
 /// The body as text; JSON is UTF-8. Bodies are limited to 2 MiB.
 fn text(body: &Result<Bytes, BytesRejection>) -> Result<&str, Refusal> {
     let body = body.as_ref().map_err(|rejection| {
-        let problem = Problem {
-            hint: Some(
-                "a request is at most 2 MiB of JSON; attachments belong in the template".into(),
-            ),
-            ..Problem::new(rejection.body_text())
+        let problem = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+            _ => Problem::new(rejection.body_text()),
         };
         Refusal(rejection.status(), problem)
     })?;
