@@ -9,29 +9,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// A batch file of `count` invoices (ids inv-1, inv-2, ...) in `dir`.
-fn invoices(dir: &Path, count: usize) -> PathBuf {
-    let data = std::fs::read_to_string(format!("{DATA}/sales_invoice.json")).unwrap();
-    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
-    let lines: Vec<String> = (1..=count)
-        .map(|n| {
-            serde_json::json!({
-                "id": format!("inv-{n}"),
-                "administration": "acme-nl",
-                "user": "anna",
-                "process": "sales_invoice",
-                "language": "nl",
-                "to": [format!("Klant {n} <klant{n}@example.com>")],
-                "data": data,
-            })
-            .to_string()
-        })
-        .collect();
-    let path = dir.join("invoices.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
-}
-
 /// A transport override in `dir` that writes messages into `outbox`.
 fn file_override(dir: &Path, outbox: &Path) -> PathBuf {
     let path = dir.join("file.yaml");

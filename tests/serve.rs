@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::{Daemon, EXAMPLE, SmtpServer, mailrules, run};
+use common::{Daemon, EXAMPLE, SmtpServer, invoice_request, mailrules, run};
 use serde_json::json;
 
 /// Short enough for quick tests, long enough that one save is one reload.
@@ -525,9 +525,6 @@ fn sends_during_reloads_each_use_one_config_from_start_to_end() {
                 .unwrap(),
         ],
     );
-    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
-    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
-
     let stop = Arc::new(AtomicBool::new(false));
     let flipping = {
         let stop = Arc::clone(&stop);
@@ -554,14 +551,8 @@ fn sends_during_reloads_each_use_one_config_from_start_to_end() {
     };
     let mut generations = BTreeSet::new();
     for n in 0..40 {
-        let request = json!({
-            "administration": "acme-nl",
-            "user": "anna",
-            "process": "sales_invoice",
-            "to": [format!("klant{n}@example.com")],
-            "data": data,
-        });
-        let reply = daemon.post("/v1/send", &request.to_string());
+        let request = invoice_request(&format!("klant{n}@example.com"), json!({}));
+        let reply = daemon.post("/v1/send", &request);
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.json["status"], "sent");
         generations.insert(reply.json["generation"].as_u64().unwrap());
@@ -670,7 +661,9 @@ fn bad_requests_get_a_json_error_naming_the_field() {
     // is read (a test client that wrote it all would race the refusal).
     let address = daemon.url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let head = format!(
         "POST /v1/send HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         3 << 20
@@ -743,9 +736,9 @@ fn send_preview_and_metrics() {
         &config.path,
         &["--transport-override", override_file.to_str().unwrap()],
     );
-    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
-    let request = format!(
-        r#"{{"administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["Klant <klant@example.com>"], "message_id": "<inv-1@acme.nl>", "date": "2026-12-01T09:00:00Z", "data": {data}}}"#
+    let request = invoice_request(
+        "Klant <klant@example.com>",
+        json!({"message_id": "<inv-1@acme.nl>", "date": "2026-12-01T09:00:00Z"}),
     );
 
     let preview = daemon.post("/v1/preview", &request);
@@ -759,7 +752,11 @@ fn send_preview_and_metrics() {
     );
     assert!(server.received().is_empty(), "a preview sends nothing");
 
-    let sent = daemon.post("/v1/send", &request.replacen('{', r#"{"id": "inv-1", "#, 1));
+    let with_id = invoice_request(
+        "Klant <klant@example.com>",
+        json!({"id": "inv-1", "message_id": "<inv-1@acme.nl>", "date": "2026-12-01T09:00:00Z"}),
+    );
+    let sent = daemon.post("/v1/send", &with_id);
     assert_eq!(sent.status, 200, "{}", sent.text);
     assert_eq!(sent.json["status"], "sent");
     assert_eq!(sent.json["generation"], 1);
@@ -833,10 +830,7 @@ fn sigterm_lets_the_send_in_flight_finish() {
         &config.path,
         &["--transport-override", override_file.to_str().unwrap()],
     );
-    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
-    let request = format!(
-        r#"{{"administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["klant@example.com"], "data": {data}}}"#
-    );
+    let request = invoice_request("klant@example.com", json!({}));
     let daemon = Arc::new(daemon);
     let sending = {
         let daemon = Arc::clone(&daemon);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{
     Daemon, EXAMPLE, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN, OAUTH_TENANT,
-    SmtpServer, TokenServer, mailrules, run,
+    SmtpServer, TokenServer, invoice_request, invoices, mailrules, run,
 };
 
 const MAILBOX: &str = "facturen@acme.nl";
@@ -47,27 +47,6 @@ fn send(override_file: &Path, client_secret: &str) -> common::Run {
         .arg(override_file)
         .env("TEST_CLIENT_SECRET", client_secret)
         .env("TEST_REFRESH_TOKEN", OAUTH_REFRESH_TOKEN))
-}
-
-fn invoices(dir: &Path, count: usize) -> std::path::PathBuf {
-    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
-    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
-    let lines: Vec<String> = (1..=count)
-        .map(|n| {
-            serde_json::json!({
-                "id": format!("inv-{n}"),
-                "administration": "acme-nl",
-                "user": "anna",
-                "process": "sales_invoice",
-                "to": [format!("klant{n}@example.com")],
-                "data": data,
-            })
-            .to_string()
-        })
-        .collect();
-    let path = dir.join("invoices.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
 }
 
 #[test]
@@ -136,10 +115,7 @@ fn a_token_is_fetched_again_shortly_before_it_expires() {
         &["--transport-override", override_file.to_str().unwrap()],
         &[("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET)],
     );
-    let data = std::fs::read_to_string(format!("{EXAMPLE}/data/sales_invoice.json")).unwrap();
-    let request = format!(
-        r#"{{"administration": "acme-nl", "user": "anna", "process": "sales_invoice", "to": ["klant@example.com"], "data": {data}}}"#
-    );
+    let request = invoice_request("klant@example.com", serde_json::json!({}));
     for wait in [0.0, 1.5, 2.1] {
         std::thread::sleep(Duration::from_secs_f64(wait));
         let reply = daemon.post("/v1/send", &request);

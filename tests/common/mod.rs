@@ -37,6 +37,41 @@ pub fn run(command: &mut Command) -> Run {
     }
 }
 
+/// The example's invoice data (`data/sales_invoice.json`).
+pub fn invoice_data() -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{DATA}/sales_invoice.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A request for one acme-nl invoice to `to`, as a batch line or an API
+/// body; `extra` adds or replaces fields.
+pub fn invoice_request(to: &str, extra: serde_json::Value) -> String {
+    let mut request = serde_json::json!({
+        "administration": "acme-nl",
+        "user": "anna",
+        "process": "sales_invoice",
+        "to": [to],
+        "data": invoice_data(),
+    });
+    if let (Some(request), serde_json::Value::Object(extra)) = (request.as_object_mut(), extra) {
+        request.extend(extra);
+    }
+    request.to_string()
+}
+
+/// A batch file of `count` invoices (ids inv-1, inv-2, ...) in `dir`.
+pub fn invoices(dir: &Path, count: usize) -> PathBuf {
+    let lines: Vec<String> = (1..=count)
+        .map(|n| {
+            let extra = serde_json::json!({"id": format!("inv-{n}"), "language": "nl"});
+            invoice_request(&format!("Klant {n} <klant{n}@example.com>"), extra)
+        })
+        .collect();
+    let path = dir.join("invoices.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
 /// A copy of examples/acme (config, data, tests) to edit: `<dir>/acme`.
 pub fn example_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
