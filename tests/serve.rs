@@ -845,3 +845,45 @@ fn sigterm_lets_the_send_in_flight_finish() {
     let mut daemon = Arc::into_inner(daemon).unwrap();
     assert_eq!(daemon.wait_exit(), 0, "{}", daemon.logs());
 }
+
+/// The OS limit of inotify watches, made tiny in a user namespace of its
+/// own (the limit is counted per namespace; the machine's stays as it is).
+#[test]
+fn the_watch_limit_stops_the_start_with_the_fix() {
+    let namespaces = std::process::Command::new("unshare")
+        .args(["-Ur", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !namespaces {
+        eprintln!("skipped: this machine allows no user namespaces (unshare -Ur)");
+        return;
+    }
+    let config = Config::new();
+    let binary = assert_cmd::cargo::cargo_bin("mailrules");
+    let script = format!(
+        "echo 2 > /proc/sys/user/max_inotify_watches && exec {} --config {} serve --listen 127.0.0.1:0",
+        binary.display(),
+        config.path.display()
+    );
+    let result = run(std::process::Command::new("unshare").args(["-Ur", "sh", "-c", &script]));
+    assert_eq!(result.code, 2, "{}", result.stderr);
+    assert!(
+        result.stdout.is_empty(),
+        "never listened: {}",
+        result.stdout
+    );
+    assert!(
+        result
+            .stderr
+            .contains("the operating system's limit of file watches is reached"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains(
+            "hint: raise it (sysctl fs.inotify.max_user_watches=524288), or run with --watch poll"
+        ),
+        "{}",
+        result.stderr
+    );
+}
