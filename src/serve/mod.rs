@@ -94,7 +94,7 @@ pub fn run(source: ConfigSource, settings: Settings) -> Result<(), ServeError> {
         watched.reload(Trigger::Watch);
     })?;
     if let Some(every) = settings.recheck {
-        start_recheck(Arc::clone(&live), every);
+        start_recheck(Arc::clone(&live), every).map_err(ServeError::Runtime)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -127,7 +127,7 @@ fn api_token(settings: &Settings) -> Result<Option<String>, ServeError> {
 
 /// The backstop for lost events (and the only check on a file system
 /// without them): compare the files with what serves, now and then.
-fn start_recheck(live: Arc<Live>, every: Duration) {
+fn start_recheck(live: Arc<Live>, every: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("config-recheck".into())
         .spawn(move || {
@@ -138,7 +138,7 @@ fn start_recheck(live: Arc<Live>, every: Duration) {
                 }
             }
         })
-        .expect("a thread starts");
+        .map(drop)
 }
 
 async fn serve(

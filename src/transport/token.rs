@@ -234,7 +234,7 @@ impl Tokens {
                     .map_or(Duration::from_secs(3600), Duration::from_secs);
                 Ok(Token {
                     value,
-                    fresh_until: started + lifetime - margin(lifetime),
+                    fresh_until: fresh_until(started, lifetime),
                 })
             }
             Answer {
@@ -253,6 +253,13 @@ impl Tokens {
             )),
         }
     }
+}
+
+/// Until when a token obtained at `started` is used. No token is trusted
+/// for more than a day, whatever the endpoint says its lifetime is.
+fn fresh_until(started: Instant, lifetime: Duration) -> Instant {
+    let lifetime = lifetime.min(Duration::from_secs(24 * 3600));
+    started + lifetime - margin(lifetime)
 }
 
 /// Refresh this long before expiry: five minutes, or a fifth of a short
@@ -307,7 +314,7 @@ fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> 
     }
     Ok(Token {
         value,
-        fresh_until: started + lifetime - margin(lifetime),
+        fresh_until: fresh_until(started, lifetime),
     })
 }
 
@@ -355,6 +362,13 @@ mod tests {
     fn a_token_is_refreshed_five_minutes_or_a_fifth_of_its_life_before_expiry() {
         assert_eq!(margin(Duration::from_secs(3600)), Duration::from_secs(300));
         assert_eq!(margin(Duration::from_secs(10)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_capped_at_a_day() {
+        let now = Instant::now();
+        let until = fresh_until(now, Duration::from_secs(u64::MAX));
+        assert_eq!(until - now, Duration::from_secs(24 * 3600 - 300));
     }
 
     #[test]
