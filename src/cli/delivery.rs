@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::render::{self, RenderError};
 use crate::resolve::{self, ResolveError};
-use crate::transport::{Outgoing, SendError, Transports};
+use crate::transport::{CopyOutcome, Outgoing, SendError, Transports};
 
 use super::request::Request;
 use super::{CliError, Prepared, message_input_with, report};
@@ -46,12 +46,52 @@ pub struct Delivery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_at: Option<String>,
     pub attempts: u32,
+    /// The copy in the sender's sent folder (`copy_to_sent`), once sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyReport>,
     /// The request field an error is about, to point at it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// How it was sent (`smtp host:port (STARTTLS)`), for metrics and logs.
     #[serde(skip)]
     pub transport: Option<String>,
+}
+
+/// What became of the copy of a sent message. A failed copy does not make
+/// the send fail: the message went out.
+#[derive(Debug, Serialize)]
+pub struct CopyReport {
+    /// `stored` or `failed`.
+    pub status: &'static str,
+    /// `imap host:port folder `Sent Items``, when stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_in: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    pub attempts: u32,
+}
+
+impl CopyReport {
+    pub fn of(outcome: CopyOutcome) -> CopyReport {
+        match outcome.stored {
+            Ok(place) => CopyReport {
+                status: "stored",
+                stored_in: Some(place),
+                error: None,
+                hint: None,
+                attempts: outcome.attempts,
+            },
+            Err(error) => CopyReport {
+                status: "failed",
+                stored_in: None,
+                error: Some(report::one_line(&error.to_string())),
+                hint: error.hint(),
+                attempts: outcome.attempts,
+            },
+        }
+    }
 }
 
 /// How temporary failures are retried.
@@ -80,6 +120,7 @@ impl Delivery {
             hint: None,
             template_at: None,
             attempts: 0,
+            copy: None,
             field: None,
             transport: None,
         }
@@ -164,6 +205,10 @@ fn try_deliver(
             Ok(receipt) => {
                 delivery.status = Status::Sent;
                 delivery.reply = Some(receipt.reply);
+                if let Some(copy) = resolution.effective.copy_to_sent {
+                    let message = rendered.sent_copy(resolution.effective.bcc);
+                    delivery.copy = Some(CopyReport::of(transports.store_copy(copy, &message)));
+                }
                 return Ok(());
             }
             Err(error) if error.is_temporary() && delivery.attempts <= policy.retries => {

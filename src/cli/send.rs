@@ -4,9 +4,9 @@
 use crate::config::texts;
 use crate::render;
 use crate::resolve;
-use crate::transport::{self, Outgoing};
+use crate::transport::{self, CopyOutcome, Outgoing, Transports};
 
-use super::{CliError, ConfigSource, ContextArgs, MessageArgs, Prepared, message_input};
+use super::{CliError, ConfigSource, ContextArgs, MessageArgs, Prepared, message_input, report};
 
 pub fn run(
     source: &ConfigSource,
@@ -30,5 +30,31 @@ pub fn run(
         texts::transport(&resolution.effective.transport),
         receipt.reply
     );
+    if let Some(copy) = resolution.effective.copy_to_sent {
+        let message = rendered.sent_copy(resolution.effective.bcc);
+        report_copy(&Transports::default().store_copy(copy, &message));
+    }
     Ok(0)
+}
+
+/// The copy's fate, after the send's: a failed copy is a warning, since
+/// the message went out (exit 0).
+fn report_copy(outcome: &CopyOutcome) {
+    let tries = match outcome.attempts {
+        1 => String::new(),
+        n => format!(" (attempt {n})"),
+    };
+    match &outcome.stored {
+        Ok(place) => println!("copy stored in {place}{tries}"),
+        Err(error) => {
+            eprintln!(
+                "warning: the message was sent, but its copy was not stored after {} attempt(s): {}",
+                outcome.attempts,
+                report::one_line(&error.to_string())
+            );
+            if let Some(hint) = error.hint() {
+                eprintln!("  = hint: {hint}");
+            }
+        }
+    }
 }

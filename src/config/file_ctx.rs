@@ -319,14 +319,10 @@ impl<'a> FileCtx<'a> {
             Some(RawSecurity::Starttls) => Security::Starttls,
             _ => Security::Tls,
         };
-        out.push(
-            Diagnostic::warning(
-                Some(self.key_at(pointer)),
-                dotted_path(pointer),
-                "`copy_to_sent` is declared but this version does not store copies yet",
-            )
-            .with_hint("messages are sent normally; keep a BCC to a sent-items mailbox until copying lands"),
-        );
+        let ca_file = raw.ca_file.as_ref().map(|f| self.path(f));
+        if let Some(ca) = &ca_file {
+            self.require_pem(ca, &pointer_join(pointer, "ca_file"), out);
+        }
         self.located(
             CopyToSent {
                 host: raw.host.clone(),
@@ -334,6 +330,7 @@ impl<'a> FileCtx<'a> {
                     .port
                     .unwrap_or(if security == Security::Tls { 993 } else { 143 }),
                 security,
+                ca_file,
                 account: self
                     .account(&raw.account, &pointer_join(pointer, "account"), out)
                     .value,

@@ -198,6 +198,7 @@ pub struct CopyToSent {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    pub ca_file: Option<PathBuf>,
     pub account: Account,
     pub folder: String,
     pub create_folder: bool,

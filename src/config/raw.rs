@@ -146,6 +146,7 @@ pub struct RawCopyToSent {
     pub host: String,
     pub port: Option<u16>,
     pub security: Option<RawSecurity>,
+    pub ca_file: Option<String>,
     pub account: RawAccount,
     pub folder: Option<String>,
     pub create_folder: Option<bool>,

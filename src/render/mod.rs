@@ -52,6 +52,21 @@ pub struct Rendered {
 }
 
 impl Rendered {
+    /// The copy kept in the sender's sent folder: the sent bytes with a Bcc
+    /// header naming the BCC recipients, as mail clients keep it. Only this
+    /// private copy shows them.
+    pub fn sent_copy(&self, bcc: &[Mailbox]) -> Vec<u8> {
+        let mut copy = Vec::new();
+        if !bcc.is_empty() {
+            let mut headers = lettre::message::header::Headers::new();
+            let mailboxes: lettre::message::Mailboxes = bcc.iter().cloned().collect();
+            headers.set(lettre::message::header::Bcc::from(mailboxes));
+            copy.extend_from_slice(headers.to_string().as_bytes());
+        }
+        copy.extend_from_slice(&self.bytes());
+        copy
+    }
+
     /// The complete message as a file holds it: CRLF line ends, the last
     /// line ended too.
     pub fn bytes(&self) -> Vec<u8> {

@@ -2,20 +2,24 @@
 //! Transports get finished bytes and an envelope; they never compose.
 
 mod file;
+mod imap;
 mod secret;
 mod sendmail;
 mod smtp;
 mod token;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lettre::address::Envelope;
 
-use crate::config::{Account, Login, Transport};
+use crate::config::{Account, CopyToSent, Login, TokenSource, Transport};
+use token::Tokens;
 
 use crate::resolve::Effective;
 use smtp::SmtpDeliver;
 
+pub use imap::ImapError;
 pub use secret::{SecretError, read_secret};
 pub use token::TokenError;
 
@@ -203,10 +207,28 @@ pub fn connect(effective: &Effective) -> Result<Arc<dyn Deliver>, SendError> {
 }
 
 /// One transport per distinct transport and login, kept for a whole batch
-/// so that its SMTP connections are reused from message to message.
+/// so that its SMTP connections are reused from message to message (and
+/// the XOAUTH2 tokens of `copy_to_sent` accounts from copy to copy).
 #[derive(Default)]
 pub struct Transports {
     opened: Mutex<Vec<OpenTransport>>,
+    imap_tokens: Mutex<Vec<(Account, Arc<Tokens>)>>,
+}
+
+/// How often a failed copy is tried again, and after how long: a copy
+/// never delays or repeats the send, which is done by then.
+const COPY_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// What became of the copy of a sent message.
+#[derive(Debug)]
+pub struct CopyOutcome {
+    /// Where the copy went, or why it did not.
+    pub stored: Result<String, ImapError>,
+    pub attempts: u32,
 }
 
 struct OpenTransport {
@@ -232,5 +254,34 @@ impl Transports {
             deliver: Arc::clone(&deliver),
         });
         Ok(deliver)
+    }
+
+    /// Stores `message` (the sent bytes, plus their private Bcc header) in
+    /// the copy's IMAP folder, trying again after temporary failures.
+    pub fn store_copy(&self, copy: &CopyToSent, message: &[u8]) -> CopyOutcome {
+        let tokens = match &copy.account.login {
+            Login::OAuth2(source) => Some(self.imap_tokens(&copy.account, source)),
+            Login::Password(_) => None,
+        };
+        let mut attempts = 0;
+        let mut delays = COPY_RETRY_DELAYS.iter();
+        loop {
+            attempts += 1;
+            let stored = imap::append(copy, tokens.as_deref(), message);
+            match (&stored, delays.next()) {
+                (Err(error), Some(delay)) if error.is_temporary() => std::thread::sleep(*delay),
+                _ => return CopyOutcome { stored, attempts },
+            }
+        }
+    }
+
+    fn imap_tokens(&self, account: &Account, source: &TokenSource) -> Arc<Tokens> {
+        let mut known = self.imap_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, tokens)) = known.iter().find(|(a, _)| a == account) {
+            return Arc::clone(tokens);
+        }
+        let tokens = Arc::new(Tokens::new(source.clone(), Duration::from_secs(30)));
+        known.push((account.clone(), Arc::clone(&tokens)));
+        tokens
     }
 }

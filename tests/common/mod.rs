@@ -502,3 +502,155 @@ impl SmtpServer {
         path
     }
 }
+
+/// Dovecot IMAP on 127.0.0.1 (implicit TLS), run by the test itself with
+/// its own configuration, one user and a Maildir; stopped on drop.
+pub struct ImapServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+pub const IMAP_USER: &str = "facturen";
+pub const IMAP_PASSWORD: &str = "imap-s3cret-for-tests";
+
+impl ImapServer {
+    pub fn start() -> ImapServer {
+        let mut server = ImapServer::prepare();
+        server.run();
+        server
+    }
+
+    /// Configured on a free port, not yet running (see [`ImapServer::run`]).
+    pub fn prepare() -> ImapServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let root = dir.path();
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "keyUsage=digitalSignature,keyEncipherment"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(root.join("key.pem"))
+            .arg("-out")
+            .arg(root.join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success());
+        // Mail processes may not run as root: the user is `nobody`, and
+        // owns the mail home. The users file is read by the `dovecot` group.
+        let home = root.join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        let users = root.join("users");
+        std::fs::write(
+            &users,
+            format!(
+                "{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}:65534:65534::{}::\n",
+                home.display()
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(&users, None, Some(group_id("dovecot"))).unwrap();
+        let r = root.display();
+        let config = format!(
+            "base_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/dovecot.log\n\
+             protocols = imap\nlisten = 127.0.0.1\n\
+             ssl = required\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem\n\
+             ssl_dh = </usr/share/dovecot/dh.pem\n\
+             auth_mechanisms = plain login\nauth_failure_delay = 0\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {r}/users\n}}\n\
+             userdb {{\n  driver = passwd-file\n  args = {r}/users\n}}\n\
+             mail_location = maildir:~/Maildir:LAYOUT=fs\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  \
+             inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
+             service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n"
+        );
+        std::fs::write(root.join("dovecot.conf"), config).unwrap();
+        ImapServer {
+            port,
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts Dovecot and waits until it accepts connections.
+    pub fn run(&mut self) {
+        let root = self.dir.path();
+        // A socket left from an earlier run stalls the start.
+        let _ = std::fs::remove_dir_all(root.join("run"));
+        let child = Command::new("/usr/sbin/dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(root.join("dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot runs (apt-get install dovecot-imapd; see scripts/install-deps)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// The messages in `folder`: (IMAP flags as Maildir letters, bytes).
+    pub fn messages(&self, folder: &str) -> Vec<(String, Vec<u8>)> {
+        let maildir = self.dir.path().join("home/Maildir").join(folder);
+        let mut found = Vec::new();
+        for part in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(maildir.join(part)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let flags = name
+                    .split_once(":2,")
+                    .map(|(_, f)| f.to_string())
+                    .unwrap_or_default();
+                found.push((flags, std::fs::read(entry.path()).unwrap()));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for ImapServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A group's id, from /etc/group.
+fn group_id(name: &str) -> u32 {
+    std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(name)).then(|| fields.nth(1)?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no group `{name}` (is dovecot-imapd installed?)"))
+}

@@ -1,0 +1,218 @@
+//! `copy_to_sent` against real servers on 127.0.0.1: the message goes out
+//! through the SMTP test server, and its copy lands in a folder of a
+//! Dovecot IMAP server, flagged as read, with the private Bcc header.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const FOLDER: &str = "Verzonden items";
+
+/// A copy of the example whose `billing` profile keeps copies on `imap`
+/// (`create_folder` as given); the invoice goes through `smtp`.
+fn example_with_copy(
+    imap: &ImapServer,
+    password_env: &str,
+    create_folder: bool,
+) -> tempfile::TempDir {
+    let dir = example_copy();
+    edit(
+        &dir.path().join("acme/config/profiles.yaml"),
+        "    bcc: [\"archief@acme.nl\"]\n",
+        &format!(
+            "    bcc: [\"archief@acme.nl\"]\n    copy_to_sent:\n      host: localhost\n      port: {}\n      security: tls\n      ca_file: {}\n      account:\n        username: {IMAP_USER}\n        password: {{env: {password_env}}}\n      folder: {FOLDER}\n      create_folder: {create_folder}\n",
+            imap.port,
+            imap.ca_file().display()
+        ),
+    );
+    dir
+}
+
+fn config(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("acme/config")
+}
+
+/// `send` of one invoice with the copy's password in `IMAP_PASSWORD_ENV`.
+fn send(config: &Path, smtp: &SmtpServer, imap_password: &str) -> Run {
+    run(mailrules()
+        .args(["send", "--config"])
+        .arg(config)
+        .args(["-a", "acme-nl", "-u", "anna", "-p", "sales_invoice"])
+        .args(["--to", "Klant <klant@example.com>"])
+        .args(["--data", &format!("{DATA}/sales_invoice.json")])
+        .arg("--transport-override")
+        .arg(smtp.override_file("starttls", "TEST_SMTP_PASSWORD"))
+        .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+        .env("IMAP_PASSWORD_ENV", imap_password))
+}
+
+#[test]
+fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
+    let imap = ImapServer::start();
+    let smtp = SmtpServer::start("starttls");
+    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains(&format!(
+            "copy stored in imap localhost:{} folder `{FOLDER}`",
+            imap.port
+        )),
+        "{}",
+        result.stdout
+    );
+
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].rcpt_to,
+        ["klant@example.com", "archief@acme.nl"]
+    );
+    let copies = imap.messages(FOLDER);
+    assert_eq!(copies.len(), 1, "the folder was created and holds the copy");
+    let (flags, copy) = &copies[0];
+    assert_eq!(flags, "S", "stored as read (\\Seen)");
+    let mut expected = b"Bcc: archief@acme.nl\r\n".to_vec();
+    expected.extend_from_slice(&received[0].data);
+    // Dovecot's Maildir keeps LF line ends (IMAP gives CRLF back).
+    let lf = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace("\r\n", "\n");
+    assert_eq!(
+        lf(copy),
+        lf(&expected),
+        "the copy is the sent message, plus the Bcc only this copy shows"
+    );
+    assert!(
+        !String::from_utf8_lossy(&received[0].data).contains("Bcc:"),
+        "the recipients never see the BCC"
+    );
+
+    // A batch records the copy with each sent request.
+    let batch_dir = tempfile::tempdir().unwrap();
+    let batch = invoices(batch_dir.path(), 2);
+    let results = batch_dir.path().join("results.jsonl");
+    let result = run(mailrules()
+        .args(["send", "--config"])
+        .arg(config(&dir))
+        .arg("--batch")
+        .arg(&batch)
+        .arg("--results")
+        .arg(&results)
+        .arg("--transport-override")
+        .arg(smtp.override_file("starttls", "TEST_SMTP_PASSWORD"))
+        .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+        .env("IMAP_PASSWORD_ENV", IMAP_PASSWORD));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    for line in std::fs::read_to_string(&results).unwrap().lines() {
+        let outcome: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(outcome["copy"]["status"], "stored", "{outcome}");
+        assert_eq!(outcome["copy"]["attempts"], 1);
+    }
+    assert_eq!(imap.messages(FOLDER).len(), 3);
+}
+
+#[test]
+fn with_imap_down_the_send_succeeds_once_and_the_copy_is_tried_again() {
+    let smtp = SmtpServer::start("starttls");
+    let mut imap = ImapServer::prepare();
+    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+
+    // Never up: the message is sent, the copy fails after its retries.
+    let started = Instant::now();
+    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    assert_eq!(result.code, 0, "the message went out: {}", result.stderr);
+    assert!(
+        result.stderr.contains(
+            "warning: the message was sent, but its copy was not stored after 4 attempt(s)"
+        ),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("hint: check `copy_to_sent.host`"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "tried again after 1, 2 and 4 s"
+    );
+    assert_eq!(smtp.received().len(), 1);
+
+    // Up a moment after the send: a later attempt stores the copy.
+    let config = config(&dir);
+    let sending = std::thread::spawn({
+        let (config, override_file) = (
+            config.clone(),
+            smtp.override_file("starttls", "TEST_SMTP_PASSWORD"),
+        );
+        move || {
+            run(mailrules()
+                .args(["send", "--config"])
+                .arg(&config)
+                .args(["-a", "acme-nl", "-u", "anna", "-p", "sales_invoice"])
+                .args(["--to", "klant@example.com"])
+                .args(["--data", &format!("{DATA}/sales_invoice.json")])
+                .arg("--transport-override")
+                .arg(override_file)
+                .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+                .env("IMAP_PASSWORD_ENV", IMAP_PASSWORD))
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    imap.run();
+    let result = sending.join().unwrap();
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains("copy stored in"),
+        "{}",
+        result.stdout
+    );
+    assert!(result.stdout.contains("(attempt 3)"), "{}", result.stdout);
+    assert_eq!(smtp.received().len(), 2, "each message sent once");
+    assert_eq!(imap.messages(FOLDER).len(), 1);
+}
+
+#[test]
+fn a_refused_copy_says_why_and_does_not_fail_the_send() {
+    let imap = ImapServer::start();
+    let smtp = SmtpServer::start("starttls");
+
+    // The folder does not exist and may not be created.
+    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", false);
+    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("copy was not stored after 1 attempt(s)")
+            && result.stderr.contains("refused APPEND")
+            && result.stderr.contains("TRYCREATE"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("set `create_folder: true`"),
+        "{}",
+        result.stderr
+    );
+
+    // A wrong password: permanent, not tried again, never shown.
+    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+    let result = send(&config(&dir), &smtp, "wrong-imap-password");
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("copy was not stored after 1 attempt(s)")
+            && result.stderr.contains("refused the login"),
+        "{}",
+        result.stderr
+    );
+    assert!(result.stderr.contains("hint: check `copy_to_sent.account`"));
+    assert!(!result.stderr.contains("wrong-imap-password"));
+    assert_eq!(smtp.received().len(), 2, "both messages went out");
+    assert!(imap.messages(FOLDER).is_empty());
+}
