@@ -209,6 +209,9 @@ pub struct ExplainArgs {
     /// (each user with enabled personal settings, plus none), one row each.
     #[arg(long, conflicts_with_all = CONTEXT_FLAGS)]
     pub all: bool,
+    /// An alert of the `alerts` section instead of a message context.
+    #[arg(long, value_name = "NAME", conflicts_with_all = CONTEXT_FLAGS, conflicts_with = "all")]
+    pub alert: Option<String>,
     /// Exit 1 unless the winning profile is this one.
     #[arg(long, value_name = "ID", conflicts_with = "all")]
     pub expect_profile: Option<String>,
@@ -220,9 +223,9 @@ pub struct ExplainArgs {
 }
 
 impl ExplainArgs {
-    /// The one context to explain; `None` for `--all`.
+    /// The one context to explain; `None` for `--all` and `--alert`.
     pub fn context(&self) -> Result<Option<ContextArgs>, super::CliError> {
-        if self.all {
+        if self.all || self.alert.is_some() {
             return Ok(None);
         }
         self.context.complete("explain", "--all").map(Some)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::render::{self, RenderError};
-use crate::resolve::{self, ResolveError};
+use crate::render::{self, RenderError, Rendered};
+use crate::resolve::{self, Resolution, ResolveError};
 use crate::transport::{CopyOutcome, Outgoing, SendError, Transports};
 
 use super::request::Request;
@@ -109,7 +109,7 @@ impl RetryPolicy {
 }
 
 impl Delivery {
-    fn new() -> Delivery {
+    pub(crate) fn new() -> Delivery {
         Delivery {
             status: Status::Failed,
             temporary: None,
@@ -136,7 +136,7 @@ impl Delivery {
         }
     }
 
-    fn fail(&mut self, error: &CliError) {
+    pub(crate) fn fail(&mut self, error: &CliError) {
         let send_error = match error {
             CliError::Send(send) => Some(send),
             _ => None,
@@ -185,11 +185,24 @@ fn try_deliver(
     let resolution =
         resolve::resolve(&prepared.loaded.config, &prepared.request(&request.context))?;
     delivery.profile = Some(resolution.profile.id.to_string());
+    let input = message_input_with(&request.message, request.data)?;
+    let rendered = render::render(&resolution, &input)?;
+    transmit(transports, &resolution, &rendered, policy, delivery)
+}
+
+/// Hands a rendered message to its transport (retrying as `policy`
+/// says), then stores its copy when the profile keeps one.
+pub(crate) fn transmit(
+    transports: &Transports,
+    resolution: &Resolution<'_>,
+    rendered: &Rendered,
+    policy: RetryPolicy,
+    delivery: &mut Delivery,
+) -> Result<(), CliError> {
+    delivery.profile = Some(resolution.profile.id.to_string());
     delivery.transport = Some(crate::config::texts::transport(
         &resolution.effective.transport,
     ));
-    let input = message_input_with(&request.message, request.data)?;
-    let rendered = render::render(&resolution, &input)?;
     delivery.message_id = Some(rendered.message_id.clone());
     let deliver = transports.for_effective(&resolution.effective)?;
     let bytes = rendered.bytes();

@@ -32,11 +32,50 @@ pub fn run(
 ) -> Result<u8, CliError> {
     let prepared = Prepared::load(source, context.transport_override.as_deref())?;
     let resolution = resolve::resolve(&prepared.loaded.config, &prepared.request(context))?;
+    show(&resolution, format, expect)
+}
+
+/// `explain --alert NAME`: the alert's template, the `alerts` section in
+/// the administration's place, and the system profile.
+pub fn run_alert(
+    source: &ConfigSource,
+    name: &str,
+    format: ExplainFormat,
+    expect: &Expectations,
+) -> Result<u8, CliError> {
+    let prepared = Prepared::load(source, None)?;
+    let config = &prepared.loaded.config;
+    let Some(parties) = resolve::alert::AlertParties::of(config) else {
+        return Err(CliError::Usage(
+            "the configuration has no `alerts` section: declare the alert under `alerts.definitions`".into(),
+        ));
+    };
+    let (resolution, definition) = resolve::alert::resolve_alert(config, &parties, name, None)?;
+    let recipients: Vec<String> = definition
+        .recipients
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if format == ExplainFormat::Human {
+        println!(
+            "alert: {name} (to {})  {}",
+            recipients.join(", "),
+            definition.at
+        );
+    }
+    show(&resolution, format, expect)
+}
+
+fn show(
+    resolution: &Resolution<'_>,
+    format: ExplainFormat,
+    expect: &Expectations,
+) -> Result<u8, CliError> {
     match format {
-        ExplainFormat::Human => print!("{}", human(&resolution)),
+        ExplainFormat::Human => print!("{}", human(resolution)),
         ExplainFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&resolution)).expect("a resolution is JSON")
+            serde_json::to_string_pretty(&to_json(resolution)).expect("a resolution is JSON")
         ),
         ExplainFormat::Csv => {
             return Err(CliError::Usage(
@@ -44,7 +83,7 @@ pub fn run(
             ));
         }
     }
-    let differences = differences(&resolution, expect)?;
+    let differences = differences(resolution, expect)?;
     if differences.is_empty() {
         return Ok(0);
     }

@@ -2,6 +2,7 @@
 //! prints. Exit codes: 0 ok, 1 a negative answer (invalid config, unknown
 //! name, rejected mail), 2 usage or I/O error.
 
+pub(crate) mod alert;
 mod args;
 mod batch;
 mod check;
@@ -116,6 +117,19 @@ pub enum Command {
     },
     /// Send the message through the resolved transport, or a batch of them.
     Send(SendArgs),
+    /// Send one alert of the `alerts` section. When it fails and
+    /// `alerts.admin_email` is set, the administrator is mailed the error.
+    /// Exit 1 when the alert was not sent.
+    Alert {
+        /// The alert's name under `alerts.definitions`.
+        name: String,
+        /// Template variables (YAML or JSON).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// A file with one transport block that replaces every profile's.
+        #[arg(long, env = "MAILRULES_TRANSPORT_OVERRIDE", value_name = "FILE")]
+        transport_override: Option<PathBuf>,
+    },
     /// Run as a daemon: an HTTP API that serves the configuration and
     /// reloads it when the files change, never swapping in an invalid one.
     Serve(ServeArgs),
@@ -220,7 +234,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     };
     if matches!(
         cli.command,
-        Command::Send(_) | Command::Check { .. } | Command::Serve(_)
+        Command::Send(_) | Command::Check { .. } | Command::Serve(_) | Command::Alert { .. }
     ) {
         ignore_broken_connections();
     }
@@ -231,6 +245,12 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             deny_warnings,
         } => validate::run(&source, format, deny_warnings),
         Command::Explain(args) => match args.context()? {
+            None if args.alert.is_some() => explain::run_alert(
+                &source,
+                args.alert.as_deref().unwrap_or_default(),
+                args.format,
+                &args.expectations(),
+            ),
             None => explain::run_all(&source, args.format),
             Some(context) => explain::run(&source, &context, args.format, &args.expectations()),
         },
@@ -263,6 +283,16 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             None => batch::run(&source, &args),
         },
         Command::Serve(args) => serve::run(source, &args),
+        Command::Alert {
+            name,
+            data,
+            transport_override,
+        } => alert::run(
+            &source,
+            &name,
+            data.as_deref(),
+            transport_override.as_deref(),
+        ),
     }
 }
 

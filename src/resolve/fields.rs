@@ -321,3 +321,23 @@ fn smtp_auth(transport: &Transport) -> Option<&Located<Account>> {
         _ => None,
     }
 }
+
+/// The values of one profile as it stands, without a precedence chain:
+/// for a plain message such as the administrator's alert notice.
+pub fn of_profile<'c>(
+    profile: &'c Profile,
+    transport_override: Option<&'c Located<Transport>>,
+) -> Effective<'c> {
+    let transport: &'c Transport =
+        transport_override.map_or(&profile.transport.value, |o| &o.value);
+    Effective {
+        from: &profile.from.value,
+        reply_to: None,
+        bcc: &[],
+        html: false,
+        signature: None,
+        transport: Cow::Borrowed(transport),
+        account: smtp_auth(transport).map(|a| Cow::Borrowed(&a.value)),
+        copy_to_sent: None,
+    }
+}

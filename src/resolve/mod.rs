@@ -2,6 +2,7 @@
 //! its explanation come from the same call, so `explain` can never drift
 //! from what `send` does.
 
+pub mod alert;
 mod fields;
 pub mod matrix;
 mod template;
@@ -19,7 +20,7 @@ use crate::config::{
 };
 use lettre::message::Mailbox;
 
-pub use fields::{FieldTrace, Origin, Shadowed};
+pub use fields::{FieldTrace, Origin, Shadowed, of_profile};
 pub use template::{LanguageTry, Selection, TemplateChoice};
 
 /// What is being sent, and on whose behalf.

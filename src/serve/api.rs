@@ -40,6 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/preview", post(preview))
         .route("/v1/config", get(config))
         .route("/v1/reload", post(reload))
+        .route("/v1/alerts/{name}", post(alert))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
     Router::new()
@@ -194,7 +195,7 @@ async fn wrong_method() -> Response {
 
 async fn not_found() -> Response {
     Problem {
-        hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/reload; GET /v1/config, /healthz, /metrics".into()),
+        hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/alerts/NAME, /v1/reload; GET /v1/config, /healthz, /metrics".into()),
         ..Problem::new("no such endpoint")
     }
     .respond(StatusCode::NOT_FOUND)
@@ -356,6 +357,60 @@ async fn preview(
         "message": String::from_utf8_lossy(&rendered.bytes()),
     });
     Ok(axum::Json(body).into_response())
+}
+
+/// The body of `POST /v1/alerts/{name}`: optional template variables.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertRequest {
+    data: Option<serde_json::Map<String, Value>>,
+}
+
+async fn alert(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Refusal> {
+    let generation = app.live.current();
+    let text = text(&body)?;
+    let request: AlertRequest = if text.trim().is_empty() {
+        AlertRequest::default()
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            Refusal(
+                StatusCode::BAD_REQUEST,
+                Problem {
+                    hint: Some(
+                        "send {\"data\": {...}} with the template variables, or no body".into(),
+                    ),
+                    ..Problem::new(e.to_string())
+                },
+            )
+        })?
+    };
+    let data = Value::Object(request.data.unwrap_or_default());
+    let started = Instant::now();
+    let handed = Arc::clone(&generation);
+    let sent = tokio::task::spawn_blocking(move || {
+        let transports = handed.transports.load_full();
+        crate::cli::alert::send(&handed.prepared, &transports, &name, data)
+    })
+    .await;
+    let Ok(outcome) = sent else {
+        let problem = Problem::new("the alert stopped unexpectedly");
+        return Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, problem));
+    };
+    record(&app, None, &outcome.delivery, started);
+    let status = match (outcome.delivery.status, outcome.delivery.attempts) {
+        (Status::Sent, _) => StatusCode::OK,
+        (_, 0) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut body = serde_json::to_value(&outcome).unwrap_or(Value::Null);
+    if let Value::Object(object) = &mut body {
+        object.insert("generation".into(), generation.number.into());
+    }
+    Ok((status, axum::Json(body)).into_response())
 }
 
 async fn config(State(app): State<Arc<App>>) -> Response {
