@@ -18,13 +18,23 @@ fn example_with_copy(
     password_env: &str,
     create_folder: bool,
 ) -> tempfile::TempDir {
+    example_with_copy_over(imap, imap.port, "tls", password_env, create_folder)
+}
+
+/// The same, over `port` with `security` (`tls` or `starttls`).
+fn example_with_copy_over(
+    imap: &ImapServer,
+    port: u16,
+    security: &str,
+    password_env: &str,
+    create_folder: bool,
+) -> tempfile::TempDir {
     let dir = example_copy();
     edit(
         &dir.path().join("acme/config/profiles.yaml"),
         "    bcc: [\"archief@acme.nl\"]\n",
         &format!(
-            "    bcc: [\"archief@acme.nl\"]\n    copy_to_sent:\n      host: localhost\n      port: {}\n      security: tls\n      ca_file: {}\n      account:\n        username: {IMAP_USER}\n        password: {{env: {password_env}}}\n      folder: {FOLDER}\n      create_folder: {create_folder}\n",
-            imap.port,
+            "    bcc: [\"archief@acme.nl\"]\n    copy_to_sent:\n      host: localhost\n      port: {port}\n      security: {security}\n      ca_file: {}\n      account:\n        username: {IMAP_USER}\n        password: {{env: {password_env}}}\n      folder: {FOLDER}\n      create_folder: {create_folder}\n",
             imap.ca_file().display()
         ),
     );
@@ -111,6 +121,47 @@ fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
         assert_eq!(outcome["copy"]["attempts"], 1);
     }
     assert_eq!(imap.messages(FOLDER).len(), 3);
+
+    // So does the daemon's answer.
+    let override_file = smtp.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let daemon = Daemon::start_with(
+        &config(&dir),
+        &["--transport-override", override_file.to_str().unwrap()],
+        &[("IMAP_PASSWORD_ENV", IMAP_PASSWORD)],
+    );
+    let reply = daemon.post(
+        "/v1/send",
+        &invoice_request("klant@example.com", serde_json::json!({})),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["copy"]["status"], "stored", "{}", reply.text);
+    assert_eq!(imap.messages(FOLDER).len(), 4);
+}
+
+/// Dovecot's plain port refuses a login before STARTTLS (`ssl = required`).
+#[test]
+fn the_copy_can_go_over_starttls() {
+    let imap = ImapServer::start();
+    let smtp = SmtpServer::start("starttls");
+    let dir = example_with_copy_over(
+        &imap,
+        imap.starttls_port,
+        "starttls",
+        "IMAP_PASSWORD_ENV",
+        true,
+    );
+    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains(&format!(
+            "copy stored in imap localhost:{} folder",
+            imap.starttls_port
+        )),
+        "{}{}",
+        result.stdout,
+        result.stderr
+    );
+    assert_eq!(imap.messages(FOLDER).len(), 1);
 }
 
 #[test]

@@ -302,6 +302,16 @@ fn record(app: &App, id: Option<&str>, delivery: &Delivery, started: Instant) {
     if delivery.attempts > 0 {
         app.metrics.message(profile, transport, status, seconds);
     }
+    if let Some(copy) = delivery.copy.as_ref().filter(|c| c.status == "failed") {
+        let copy_error = copy.error.as_deref().unwrap_or_default();
+        tracing::warn!(
+            id,
+            message_id,
+            copy_error,
+            attempts = copy.attempts,
+            "sent, but its copy was not stored"
+        );
+    }
     match delivery.status {
         Status::Sent => tracing::info!(id, message_id, profile, transport, ms, "sent"),
         _ => tracing::warn!(

@@ -506,7 +506,10 @@ impl SmtpServer {
 /// Dovecot IMAP on 127.0.0.1 (implicit TLS), run by the test itself with
 /// its own configuration, one user and a Maildir; stopped on drop.
 pub struct ImapServer {
+    /// Implicit TLS (imaps).
     pub port: u16,
+    /// Plain IMAP that requires STARTTLS before a login.
+    pub starttls_port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -524,7 +527,7 @@ impl ImapServer {
     /// Configured on a free port, not yet running (see [`ImapServer::run`]).
     pub fn prepare() -> ImapServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let (port, starttls_port) = (free_port(), free_port());
         let root = dir.path();
         let status = Command::new("openssl")
             .args([
@@ -568,13 +571,14 @@ impl ImapServer {
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {r}/users\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = {r}/users\n}}\n\
              mail_location = maildir:~/Maildir:LAYOUT=fs\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  \
+             service imap-login {{\n  inet_listener imap {{\n    port = {starttls_port}\n  }}\n  \
              inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
              service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n"
         );
         std::fs::write(root.join("dovecot.conf"), config).unwrap();
         ImapServer {
             port,
+            starttls_port,
             dir,
             child: None,
         }
