@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod load;
+pub mod outbox;
 pub mod plan;
 pub mod render;
 pub mod resolve;

@@ -164,6 +164,28 @@ fn notify_admin(
     error: &CliError,
     alerts_profile_broken: bool,
 ) -> AdminNotice {
+    let body = format!(
+        "The alert `{name}` could not be sent.\n\nAlert: {name}\nTime: {}\nError: {}\n{}",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        report::one_line(&error.to_string()),
+        report::hint(error)
+            .map(|h| format!("Hint: {h}\n"))
+            .unwrap_or_default()
+    );
+    let subject = format!("[mailrules] alert `{name}` failed");
+    mail_admin(prepared, transports, &subject, &body, alerts_profile_broken)
+}
+
+/// Mails `alerts.admin_email`, if set: through the alerts profile (unless
+/// `skip_alerts_profile`), then through the system profile. Shared with
+/// the outbox's dead-letter summary.
+pub(crate) fn mail_admin(
+    prepared: &Prepared,
+    transports: &Transports,
+    subject: &str,
+    body: &str,
+    skip_alerts_profile: bool,
+) -> AdminNotice {
     let config = &prepared.loaded.config;
     let Some(alerts) = &config.alerts else {
         return AdminNotice::NotConfigured;
@@ -174,24 +196,16 @@ fn notify_admin(
     let system = config.system.profile.as_ref().map(|p| p.value.as_str());
     let alerts_profile = alerts.profile.as_ref().map(|p| p.value.as_str()).or(system);
     let mut profiles: Vec<&str> = Vec::new();
-    if !alerts_profile_broken {
+    if !skip_alerts_profile {
         profiles.extend(alerts_profile);
     }
     profiles.extend(system.filter(|s| !profiles.contains(s)));
-    let body = format!(
-        "The alert `{name}` could not be sent.\n\nAlert: {name}\nTime: {}\nError: {}\n{}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        report::one_line(&error.to_string()),
-        report::hint(error)
-            .map(|h| format!("Hint: {h}\n"))
-            .unwrap_or_default()
-    );
     let mut last_error = "no profile to send it with".to_string();
     for id in profiles {
         let Some(profile) = config.profiles.get(id) else {
             continue;
         };
-        match send_notice(prepared, transports, profile, &admin.value, name, &body) {
+        match send_notice(prepared, transports, profile, &admin.value, subject, body) {
             Ok(reply) => {
                 return AdminNotice::Notified {
                     to: admin.value.to_string(),
@@ -214,7 +228,7 @@ fn send_notice(
     transports: &Transports,
     profile: &Profile,
     to: &Mailbox,
-    name: &str,
+    subject: &str,
     body: &str,
 ) -> Result<String, SendError> {
     let effective = resolve::of_profile(profile, prepared.transport_override.as_ref());
@@ -226,7 +240,7 @@ fn send_notice(
     let message = Message::builder()
         .from(effective.from.clone())
         .to(to.clone())
-        .subject(format!("[mailrules] alert `{name}` failed"))
+        .subject(subject)
         .message_id(Some(message_id.clone()))
         .body(body.to_string())
         .map_err(|e| SendError::Local(format!("cannot compose the notice: {e}")))?;

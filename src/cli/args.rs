@@ -266,11 +266,25 @@ pub struct SendArgs {
     /// one [default: 2s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub retry_delay: Option<std::time::Duration>,
+    /// Store the message in the outbox (--outbox FILE) instead of sending
+    /// it now; a daemon on that outbox, or `mailrules outbox deliver`,
+    /// delivers it.
+    #[arg(long, conflicts_with = "batch")]
+    pub queue: bool,
+    /// With --queue: a key naming this request (an invoice number). Queuing
+    /// again with the same key returns the first message, not a second one.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 impl SendArgs {
     /// The single message's context and content; `None` for `--batch`.
     pub fn single(&self) -> Result<Option<(ContextArgs, &MessageArgs)>, super::CliError> {
+        if self.idempotency_key.is_some() && !self.queue {
+            return Err(super::CliError::Usage(
+                "--idempotency-key goes with --queue".into(),
+            ));
+        }
         if self.batch.is_some() {
             return Ok(None);
         }
@@ -282,6 +296,7 @@ impl SendArgs {
             ("--retries", self.retries.is_some()),
             ("--retry-delay", self.retry_delay.is_some()),
         ];
+
         if let Some((flag, _)) = batch_only.iter().find(|(_, given)| *given) {
             return Err(super::CliError::Usage(format!(
                 "{flag} goes with --batch FILE.jsonl"
@@ -324,6 +339,41 @@ pub struct ServeArgs {
     /// level comes from MAILRULES_LOG (default `info`).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// How the outbox delivers: `serve --outbox` and `outbox deliver`.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryArgs {
+    /// Wait before a queued message's first retry after a temporary
+    /// failure; doubled for each next one, with jitter.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_delay: Duration,
+    /// The longest wait between two tries of a queued message.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub retry_max_delay: Duration,
+    /// A queued message not delivered this long after it was accepted is
+    /// moved to the dead letters.
+    #[arg(long, default_value = "2days", value_parser = humantime::parse_duration)]
+    pub max_age: Duration,
+    /// At most one summary of dead letters to `alerts.admin_email` this often.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub admin_notice_interval: Duration,
+}
+
+impl DeliveryArgs {
+    pub fn settings(&self, until_empty: bool) -> crate::outbox::WorkerSettings {
+        crate::outbox::WorkerSettings {
+            retry: crate::outbox::RetrySettings {
+                first_delay: self.retry_delay,
+                max_delay: self.retry_max_delay.max(self.retry_delay),
+                max_age: self.max_age,
+            },
+            admin_notice_interval: self.admin_notice_interval,
+            until_empty,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

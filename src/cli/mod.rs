@@ -9,6 +9,7 @@ mod check;
 pub(crate) mod delivery;
 pub(crate) mod explain;
 mod explain_all;
+mod outbox;
 mod plan;
 mod preview;
 pub(crate) mod report;
@@ -51,6 +52,9 @@ pub struct Cli {
     /// experiments only: never commit a password.
     #[arg(long, global = true)]
     pub allow_plaintext_secrets: bool,
+    /// The outbox file (SQLite) of `serve`, `send --queue` and `outbox`.
+    #[arg(long, global = true, env = "MAILRULES_OUTBOX", value_name = "FILE")]
+    pub outbox: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -133,6 +137,12 @@ pub enum Command {
     /// Run as a daemon: an HTTP API that serves the configuration and
     /// reloads it when the files change, never swapping in an invalid one.
     Serve(ServeArgs),
+    /// Look into and manage the outbox (--outbox FILE): list, show, retry,
+    /// purge; deliver what is queued.
+    Outbox {
+        #[command(subcommand)]
+        command: outbox::OutboxCommand,
+    },
 }
 
 /// Why a command did not succeed.
@@ -150,6 +160,8 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Serve(crate::serve::ServeError),
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::StoreError),
     #[error("cannot read `{}`: {error}", path.display())]
     Input {
         path: PathBuf,
@@ -197,6 +209,7 @@ impl CliError {
             CliError::Load(LoadError::Io { .. })
             | CliError::Usage(_)
             | CliError::Serve(_)
+            | CliError::Outbox(_)
             | CliError::Input { .. }
             | CliError::Output { .. }
             | CliError::Failed(_) => 2,
@@ -222,6 +235,12 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         print!("{}", config::schema::SCHEMA);
         return Ok(0);
     }
+    // Only `outbox deliver` needs the configuration.
+    if let Command::Outbox { command } = &cli.command
+        && !matches!(command, outbox::OutboxCommand::Deliver { .. })
+    {
+        return outbox::run(cli.outbox.as_deref(), command);
+    }
     let source = ConfigSource {
         path: cli.config.ok_or_else(|| {
             CliError::Usage(
@@ -234,7 +253,11 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     };
     if matches!(
         cli.command,
-        Command::Send(_) | Command::Check { .. } | Command::Serve(_) | Command::Alert { .. }
+        Command::Send(_)
+            | Command::Check { .. }
+            | Command::Serve(_)
+            | Command::Alert { .. }
+            | Command::Outbox { .. }
     ) {
         ignore_broken_connections();
     }
@@ -279,10 +302,29 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
             html_out,
         } => preview::run(&source, &context, &message, html_out.as_deref()),
         Command::Send(args) => match args.single()? {
+            Some((context, message)) if args.queue => outbox::queue(
+                &source,
+                cli.outbox.as_deref(),
+                &context,
+                message,
+                args.idempotency_key.as_deref(),
+            ),
             Some((context, message)) => send::run(&source, &context, message),
             None => batch::run(&source, &args),
         },
-        Command::Serve(args) => serve::run(source, &args),
+        Command::Serve(args) => serve::run(source, &args, cli.outbox),
+        Command::Outbox { command } => match command {
+            outbox::OutboxCommand::Deliver {
+                delivery,
+                transport_override,
+            } => outbox::deliver(
+                &source,
+                cli.outbox.as_deref(),
+                &delivery,
+                transport_override.as_deref(),
+            ),
+            other => outbox::run(cli.outbox.as_deref(), &other),
+        },
         Command::Alert {
             name,
             data,

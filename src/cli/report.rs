@@ -99,6 +99,7 @@ pub(crate) fn hint(error: &CliError) -> Option<String> {
         CliError::Render(e) => e.hint(),
         CliError::Send(e) => e.hint(),
         CliError::Serve(e) => e.hint(),
+        CliError::Outbox(e) => e.hint(),
         _ => None,
     }
 }

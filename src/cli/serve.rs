@@ -1,11 +1,17 @@
 //! `mailrules serve`: flags into settings, logging set up, then the daemon.
 
-use crate::serve::{self, ServeError, Settings, WatchSettings};
+use std::path::PathBuf;
+
+use crate::serve::{self, OutboxSettings, ServeError, Settings, WatchSettings};
 
 use super::args::{LogFormat, ServeArgs};
 use super::{CliError, ConfigSource};
 
-pub fn run(source: ConfigSource, args: &ServeArgs) -> Result<u8, CliError> {
+pub fn run(
+    source: ConfigSource,
+    args: &ServeArgs,
+    outbox: Option<PathBuf>,
+) -> Result<u8, CliError> {
     start_logging(args.log_format);
     let settings = Settings {
         listen: args.listen,
@@ -17,6 +23,10 @@ pub fn run(source: ConfigSource, args: &ServeArgs) -> Result<u8, CliError> {
             poll_interval: args.poll_interval,
         },
         recheck: (!args.recheck_interval.is_zero()).then_some(args.recheck_interval),
+        outbox: outbox.map(|path| OutboxSettings {
+            path,
+            worker: args.delivery.settings(false),
+        }),
     };
     match serve::run(source, settings) {
         Ok(()) => Ok(0),

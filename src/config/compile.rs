@@ -301,6 +301,13 @@ fn compile_profile(
             out,
         ),
         max_message_bytes: raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        throttle: raw
+            .throttle
+            .as_ref()
+            .map_or_else(Throttle::default, |t| Throttle {
+                concurrency: t.concurrency.unwrap_or(Throttle::default().concurrency),
+                per_minute: t.per_minute,
+            }),
         texts: Default::default(),
     };
     profile.texts = Texts::of_profile(&profile);

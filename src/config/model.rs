@@ -60,8 +60,30 @@ pub struct Profile {
     pub inline_images: Vec<InlineImage>,
     /// Largest message this profile sends.
     pub max_message_bytes: u64,
+    /// How fast the outbox delivers through this profile.
+    pub throttle: Throttle,
     /// How these values read in explanations.
     pub texts: Texts,
+}
+
+/// Limits for the outbox's workers: providers throttle (Microsoft 365
+/// allows 30 messages a minute per mailbox), and a burst past the limit is
+/// refused and retried later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Messages of this profile in delivery at once.
+    pub concurrency: u32,
+    /// Messages of this profile started per minute; `None`: no limit.
+    pub per_minute: Option<u32>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            concurrency: 4,
+            per_minute: None,
+        }
+    }
 }
 
 /// An image the HTML part refers to as `cid:<cid>`.

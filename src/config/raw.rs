@@ -177,6 +177,15 @@ pub struct RawProfile {
     #[serde(default)]
     pub inline_images: Vec<RawInlineImage>,
     pub max_message_bytes: Option<u64>,
+    pub throttle: Option<RawThrottle>,
+}
+
+/// How fast the outbox may deliver through a profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub concurrency: Option<u32>,
+    pub per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,13 +56,7 @@ impl Rendered {
     /// header naming the BCC recipients, as mail clients keep it. Only this
     /// private copy shows them.
     pub fn sent_copy(&self, bcc: &[Mailbox]) -> Vec<u8> {
-        let mut copy = Vec::new();
-        if !bcc.is_empty() {
-            let mut headers = lettre::message::header::Headers::new();
-            let mailboxes: lettre::message::Mailboxes = bcc.iter().cloned().collect();
-            headers.set(lettre::message::header::Bcc::from(mailboxes));
-            copy.extend_from_slice(headers.to_string().as_bytes());
-        }
+        let mut copy = bcc_header(bcc).into_bytes();
         copy.extend_from_slice(&self.bytes());
         copy
     }
@@ -81,6 +75,19 @@ impl Rendered {
     pub fn envelope(&self) -> &Envelope {
         self.message.envelope()
     }
+}
+
+/// The private `Bcc:` header of a sent copy (empty without BCC): mail
+/// clients keep it in the sender's own copy only. The outbox stores it
+/// beside the message, to build the copy after a delivery.
+pub fn bcc_header(bcc: &[Mailbox]) -> String {
+    if bcc.is_empty() {
+        return String::new();
+    }
+    let mut headers = lettre::message::header::Headers::new();
+    let mailboxes: lettre::message::Mailboxes = bcc.iter().cloned().collect();
+    headers.set(lettre::message::header::Bcc::from(mailboxes));
+    headers.to_string()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +31,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The bearer token callers must present; `None` on loopback without one.
     pub token: Option<String>,
+    /// With `--outbox`: `POST /v1/send` queues, workers deliver.
+    pub outbox: Option<super::outbox::Outbox>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -41,6 +43,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/config", get(config))
         .route("/v1/reload", post(reload))
         .route("/v1/alerts/{name}", post(alert))
+        .route("/v1/messages", get(super::outbox::messages))
+        .route("/v1/messages/{id}", get(super::outbox::message))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
     Router::new()
@@ -56,20 +60,20 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Why a request was not carried out, as the caller gets it.
 #[derive(Debug, Serialize)]
-struct Problem {
-    error: String,
+pub(super) struct Problem {
+    pub error: String,
     /// The request field the error is about.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<String>,
+    pub field: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    hint: Option<String>,
+    pub hint: Option<String>,
     /// The template part that failed to render (file:line:column).
     #[serde(skip_serializing_if = "Option::is_none")]
-    template_at: Option<String>,
+    pub template_at: Option<String>,
 }
 
 impl Problem {
-    fn new(error: impl Into<String>) -> Self {
+    pub fn new(error: impl Into<String>) -> Self {
         Problem {
             error: error.into(),
             field: None,
@@ -130,7 +134,7 @@ async fn refuse_large_bodies(request: Request, next: Next) -> Response {
 }
 
 /// A request that is not carried out: its status and what the caller is told.
-struct Refusal(StatusCode, Problem);
+pub(super) struct Refusal(pub StatusCode, pub Problem);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -187,7 +191,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 async fn wrong_method() -> Response {
     Problem {
-        hint: Some("/v1/send, /v1/explain, /v1/preview and /v1/reload take POST; /v1/config, /healthz and /metrics GET".into()),
+        hint: Some("/v1/send, /v1/explain, /v1/preview, /v1/alerts/NAME and /v1/reload take POST; /v1/config, /v1/messages, /healthz and /metrics GET".into()),
         ..Problem::new("this endpoint does not take this method")
     }
     .respond(StatusCode::METHOD_NOT_ALLOWED)
@@ -195,7 +199,7 @@ async fn wrong_method() -> Response {
 
 async fn not_found() -> Response {
     Problem {
-        hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/alerts/NAME, /v1/reload; GET /v1/config, /healthz, /metrics".into()),
+        hint: Some("the API is POST /v1/send, /v1/explain, /v1/preview, /v1/alerts/NAME, /v1/reload; GET /v1/config, /v1/messages[/ID], /healthz, /metrics".into()),
         ..Problem::new("no such endpoint")
     }
     .respond(StatusCode::NOT_FOUND)
@@ -252,10 +256,14 @@ fn answer(generation: &Generation, id: Option<String>, delivery: &Delivery) -> V
 
 async fn send(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let generation = app.live.current();
     let request = message_request(&body)?;
+    if let Some(outbox) = &app.outbox {
+        return super::outbox::send(outbox, generation, request, &headers).await;
+    }
     let id = request.id.clone();
     let started = Instant::now();
     let handed = Arc::clone(&generation);
@@ -449,6 +457,12 @@ async fn reload(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    if let Some(outbox) = &app.outbox {
+        let store = Arc::clone(&outbox.store);
+        if let Ok(Ok(counts)) = tokio::task::spawn_blocking(move || store.counts()).await {
+            app.metrics.outbox(&counts);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -19,6 +19,12 @@ struct MessageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    /// `queued`, `sending`, `sent` or `dead`.
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     outcome: String,
 }
@@ -30,6 +36,7 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     reload_success: Gauge,
     generation: Gauge,
+    outbox: Family<StateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -76,6 +83,12 @@ impl Default for Metrics {
             generation.clone(),
         );
         generation.set(1);
+        let outbox = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "outbox_messages",
+            "Messages in the outbox, by state (with --outbox)",
+            outbox.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -83,6 +96,7 @@ impl Default for Metrics {
             reloads,
             reload_success,
             generation,
+            outbox,
         }
     }
 }
@@ -116,6 +130,17 @@ impl Metrics {
             Outcome::Rejected { .. } => {
                 self.reload_success.set(0);
             }
+        }
+    }
+
+    /// The outbox's counts, taken when the metrics are read.
+    pub fn outbox(&self, counts: &[(crate::outbox::State, u64)]) {
+        for (state, count) in counts {
+            self.outbox
+                .get_or_create(&StateLabels {
+                    state: state.name().into(),
+                })
+                .set(*count as i64);
         }
     }
 

@@ -6,6 +6,7 @@
 mod api;
 mod live;
 mod metrics;
+mod outbox;
 mod watch;
 
 use std::net::SocketAddr;
@@ -32,6 +33,14 @@ pub struct Settings {
     /// How often the files are compared with what serves, in case an event
     /// was lost; `None`: never.
     pub recheck: Option<Duration>,
+    /// Keep accepted messages in this outbox and deliver from it.
+    pub outbox: Option<OutboxSettings>,
+}
+
+/// `serve --outbox FILE` and its delivery settings.
+pub struct OutboxSettings {
+    pub path: PathBuf,
+    pub worker: crate::outbox::WorkerSettings,
 }
 
 /// Why the daemon did not start, or stopped.
@@ -53,6 +62,8 @@ pub enum ServeError {
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::StoreError),
 }
 
 impl ServeError {
@@ -68,6 +79,7 @@ impl ServeError {
                 Some("choose another --listen address, or stop what is using this one".into())
             }
             ServeError::Runtime(_) => None,
+            ServeError::Outbox(error) => error.hint(),
         }
     }
 }
@@ -96,11 +108,27 @@ pub fn run(source: ConfigSource, settings: Settings) -> Result<(), ServeError> {
     if let Some(every) = settings.recheck {
         start_recheck(Arc::clone(&live), every).map_err(ServeError::Runtime)?;
     }
+    let outbox = match &settings.outbox {
+        Some(outbox) => Some(outbox::start(outbox, &live, &metrics)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    runtime.block_on(serve(live, metrics, token, settings.listen))
+    let app = Arc::new(api::App {
+        live,
+        metrics,
+        token,
+        outbox,
+    });
+    let served = runtime.block_on(serve(Arc::clone(&app), settings.listen));
+    if let Some(outbox) = &app.outbox {
+        // Accepted messages stay queued; the ones in delivery finish.
+        outbox.worker.stop();
+        tracing::info!("outbox: deliveries in flight finished");
+    }
+    served
 }
 
 fn api_token(settings: &Settings) -> Result<Option<String>, ServeError> {
@@ -141,24 +169,14 @@ fn start_recheck(live: Arc<Live>, every: Duration) -> std::io::Result<()> {
         .map(drop)
 }
 
-async fn serve(
-    live: Arc<Live>,
-    metrics: Arc<Metrics>,
-    token: Option<String>,
-    listen: SocketAddr,
-) -> Result<(), ServeError> {
+async fn serve(app: Arc<api::App>, listen: SocketAddr) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| ServeError::Listen { listen, error })?;
     let bound = listener
         .local_addr()
         .map_err(|error| ServeError::Listen { listen, error })?;
-    tokio::spawn(reload_on_sighup(Arc::clone(&live)));
-    let app = Arc::new(api::App {
-        live,
-        metrics,
-        token,
-    });
+    tokio::spawn(reload_on_sighup(Arc::clone(&app.live)));
     // The one line on stdout: where to reach the API (`--listen :0`
     // picks a free port).
     println!("mailrules serve: listening on http://{bound}");

@@ -1,0 +1,551 @@
+//! The outbox's storage: one SQLite file in WAL mode with synchronous
+//! writes, so that a message is on disk before its caller hears
+//! `202 Accepted`. This is the storage seam: everything the workers, the
+//! daemon and `mailrules outbox` do goes through these methods, and a
+//! PostgreSQL store would implement the same ones (README, "Sharing an
+//! outbox").
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Claimed, Enqueued, NewMessage, State};
+
+/// Why the outbox could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the outbox `{}`: {error}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        error: rusqlite::Error,
+    },
+    #[error("the outbox `{}` was written by a newer mailrules (schema {found}, this one knows {known})", path.display())]
+    Newer {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("outbox: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot start the outbox's delivery thread: {0}")]
+    Thread(std::io::Error),
+    #[error(
+        "idempotency key `{key}` was used before for a different request (message {id}): a key names one request"
+    )]
+    KeyReused { key: String, id: String },
+}
+
+impl StoreError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Open { .. } => Some(
+                "the directory must exist and be writable; the outbox is one SQLite file (plus -wal and -shm beside it)".into(),
+            ),
+            StoreError::Newer { .. } => Some("run the newer mailrules, or use another outbox file".into()),
+            StoreError::Sql(_) | StoreError::Thread(_) => None,
+            StoreError::KeyReused { .. } => {
+                Some("send a new key for a new request; repeat a key only to repeat the same request".into())
+            }
+        }
+    }
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE messages (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT NOT NULL,
+    caller_id       TEXT,
+    message_id      TEXT NOT NULL,
+    profile         TEXT NOT NULL,
+    generation      INTEGER NOT NULL,
+    context         TEXT NOT NULL,
+    envelope        TEXT NOT NULL,
+    bcc             TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    uncertain       INTEGER NOT NULL DEFAULT 0,
+    accepted_at     INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    finished_at     INTEGER,
+    last_reply      TEXT,
+    last_error      TEXT,
+    transport       TEXT,
+    copy_status     TEXT,
+    copy_error      TEXT,
+    notified        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_due ON messages (state, profile, next_attempt_at);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+/// The outbox file, with one connection: SQLite takes one writer at a
+/// time anyway, and each write here is a short transaction.
+pub struct Store {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+/// A message as `GET /v1/messages/{id}` and `outbox show` report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub state: State,
+    pub message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub profile: String,
+    /// The configuration generation that accepted it.
+    pub generation: u64,
+    /// MAIL FROM and RCPT TO (BCC included).
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub attempts: u32,
+    /// Deliveries whose outcome was not known (a crash or a broken
+    /// connection after the message was handed over): each may have
+    /// arrived, so the recipient may see it twice (same Message-ID).
+    pub uncertain: u32,
+    pub accepted_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reply: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_error: Option<String>,
+    /// Bytes of the stored message.
+    pub size: u64,
+}
+
+/// A dead message the administrator has not been told about.
+#[derive(Debug, Clone)]
+pub struct DeadNotice {
+    pub id: String,
+    pub message_id: String,
+    pub profile: String,
+    pub to: Vec<String>,
+    pub reason: String,
+}
+
+/// What the workers write back after one try.
+pub enum Finish {
+    Sent {
+        reply: String,
+        transport: String,
+        /// The sent copy's status (`stored`, `failed`) and error.
+        copy: Option<(String, Option<String>)>,
+    },
+    /// Queued again, to be tried at `next_at` (ms).
+    Retry {
+        next_at: i64,
+        error: String,
+        reply: Option<String>,
+        uncertain: bool,
+    },
+    Dead {
+        error: String,
+        reply: Option<String>,
+    },
+}
+
+const VIEW_COLUMNS: &str = "id, state, message_id, caller_id, idempotency_key, profile, generation, envelope, attempts, uncertain, accepted_at, next_attempt_at, last_attempt_at, finished_at, last_reply, last_error, transport, copy_status, copy_error, length(body)";
+
+impl Store {
+    /// Opens (and creates) the outbox at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let opened = |error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let connection = Connection::open(path).map_err(opened)?;
+        // WAL: readers (the API, `outbox list`) never block the writer.
+        // synchronous=FULL: a committed message survives a power cut, not
+        // only a crash of the process.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(opened)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(opened)?;
+        // The daemon and `mailrules outbox retry` may write at once.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(opened)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(opened)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version == 0 {
+            connection
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(opened)?;
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a new message, committed before this returns. With an
+    /// idempotency key used before for the same request, the first
+    /// message is returned instead (`duplicate: true`).
+    pub fn enqueue(&self, message: &NewMessage, now: i64) -> Result<Enqueued, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        if let Some(key) = &message.idempotency_key
+            && let Some(first) = first_with_key(&transaction, key, &message.request_hash)?
+        {
+            return Ok(first);
+        }
+        transaction.execute(
+            "INSERT INTO messages (id, idempotency_key, request_hash, caller_id, message_id, profile, generation, context, envelope, bcc, body, state, accepted_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12)",
+            params![
+                message.id,
+                message.idempotency_key,
+                message.request_hash,
+                message.caller_id,
+                message.message_id,
+                message.profile,
+                message.generation as i64,
+                message.context,
+                message.envelope,
+                message.bcc,
+                message.body,
+                now,
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(Enqueued {
+            id: message.id.clone(),
+            message_id: message.message_id.clone(),
+            profile: message.profile.clone(),
+            state: State::Queued,
+            duplicate: false,
+        })
+    }
+
+    /// The message first stored under idempotency key `key`, if any; an
+    /// error if it was stored for another request.
+    pub fn find_key(&self, key: &str, request_hash: &str) -> Result<Option<Enqueued>, StoreError> {
+        first_with_key(&self.connection(), key, request_hash)
+    }
+
+    /// After a crash: messages left `sending` had been handed to a
+    /// transport with no outcome recorded. They are queued again (same
+    /// Message-ID) and counted as uncertain. Returns their ids and
+    /// Message-IDs, to log.
+    pub fn recover(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "UPDATE messages SET state = 'queued', uncertain = uncertain + 1, next_attempt_at = ?1,
+                 last_error = 'the delivery was interrupted (mailrules stopped): it may have arrived; sent again with the same Message-ID'
+             WHERE state = 'sending' RETURNING id, message_id",
+        )?;
+        let rows = statement.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Profiles with messages due at `now`.
+    pub fn due_profiles(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT DISTINCT profile FROM messages WHERE state = 'queued' AND next_attempt_at <= ?1",
+        )?;
+        let rows = statement.query_map([now], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next queued message is due (ms), if any is queued.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let connection = self.connection();
+        Ok(connection.query_row(
+            "SELECT min(next_attempt_at) FROM messages WHERE state = 'queued'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Marks up to `limit` due messages of `profile` as `sending` (one
+    /// commit, before any of them is handed to a transport) and returns them.
+    pub fn claim(&self, profile: &str, limit: usize, now: i64) -> Result<Vec<Claimed>, StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        let claimed = {
+            let mut statement = transaction.prepare_cached(
+                "UPDATE messages SET state = 'sending', attempts = attempts + 1, last_attempt_at = ?3
+                 WHERE seq IN (SELECT seq FROM messages
+                               WHERE state = 'queued' AND profile = ?1 AND next_attempt_at <= ?3
+                               ORDER BY next_attempt_at, seq LIMIT ?2)
+                 RETURNING id, message_id, profile, context, envelope, bcc, body, attempts, accepted_at",
+            )?;
+            let rows = statement.query_map(params![profile, limit as i64, now], |row| {
+                Ok(Claimed {
+                    id: row.get(0)?,
+                    message_id: row.get(1)?,
+                    profile: row.get(2)?,
+                    context: row.get(3)?,
+                    envelope: row.get(4)?,
+                    bcc: row.get(5)?,
+                    body: row.get(6)?,
+                    attempts: row.get(7)?,
+                    accepted_at: row.get(8)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        transaction.commit()?;
+        Ok(claimed)
+    }
+
+    /// Records the outcome of one try of a claimed message.
+    pub fn finish(&self, id: &str, finish: &Finish, now: i64) -> Result<(), StoreError> {
+        let connection = self.connection();
+        match finish {
+            Finish::Sent {
+                reply,
+                transport,
+                copy,
+            } => connection.execute(
+                "UPDATE messages SET state = 'sent', finished_at = ?2, last_reply = ?3, last_error = NULL,
+                     transport = ?4, copy_status = ?5, copy_error = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    now,
+                    reply,
+                    transport,
+                    copy.as_ref().map(|c| &c.0),
+                    copy.as_ref().and_then(|c| c.1.as_ref())
+                ],
+            )?,
+            Finish::Retry {
+                next_at,
+                error,
+                reply,
+                uncertain,
+            } => connection.execute(
+                "UPDATE messages SET state = 'queued', next_attempt_at = ?2, last_error = ?3,
+                     last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5 WHERE id = ?1",
+                params![id, next_at, error, reply, *uncertain as i64],
+            )?,
+            Finish::Dead { error, reply } => connection.execute(
+                "UPDATE messages SET state = 'dead', finished_at = ?2, last_error = ?3,
+                     last_reply = coalesce(?4, last_reply) WHERE id = ?1",
+                params![id, now, error, reply],
+            )?,
+        };
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
+        let connection = self.connection();
+        Ok(connection
+            .query_row(
+                &format!("SELECT {VIEW_COLUMNS} FROM messages WHERE id = ?1"),
+                [id],
+                view,
+            )
+            .optional()?)
+    }
+
+    /// Messages in `state` (all when `None`), oldest first, at most `limit`.
+    pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<MessageView>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(&format!(
+            "SELECT {VIEW_COLUMNS} FROM messages WHERE ?1 IS NULL OR state = ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = statement.query_map(params![state.map(State::name), limit as i64], view)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many messages are in each state.
+    pub fn counts(&self) -> Result<Vec<(State, u64)>, StoreError> {
+        let connection = self.connection();
+        let mut statement =
+            connection.prepare("SELECT state, count(*) FROM messages GROUP BY state")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                State::parse(&row.get::<_, String>(0)?),
+                row.get::<_, i64>(1)? as u64,
+            ))
+        })?;
+        let found: Vec<(State, u64)> = rows.collect::<Result<_, _>>()?;
+        Ok(State::ALL
+            .iter()
+            .map(|state| {
+                let count = found.iter().find(|(s, _)| s == state).map_or(0, |f| f.1);
+                (*state, count)
+            })
+            .collect())
+    }
+
+    /// Queues a dead message again, at once, with its attempts kept.
+    /// Returns false when there is no dead message with this id.
+    pub fn retry(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let connection = self.connection();
+        let changed = connection.execute(
+            "UPDATE messages SET state = 'queued', next_attempt_at = ?2, finished_at = NULL,
+                 accepted_at = ?2, notified = 0 WHERE id = ?1 AND state = 'dead'",
+            params![id, now],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Deletes finished messages (`sent`, `dead`) in `states` that
+    /// finished before `before` (ms). Returns how many.
+    pub fn purge(&self, states: &[State], before: i64) -> Result<u64, StoreError> {
+        let connection = self.connection();
+        let mut deleted = 0;
+        for state in states.iter().filter(|s| s.is_final()) {
+            deleted += connection.execute(
+                "DELETE FROM messages WHERE state = ?1 AND finished_at < ?2",
+                params![state.name(), before],
+            )? as u64;
+        }
+        Ok(deleted)
+    }
+
+    /// Dead messages the administrator has not been told about, oldest first.
+    pub fn unnotified_dead(&self) -> Result<Vec<DeadNotice>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT id, message_id, profile, envelope, coalesce(last_error, '') || coalesce(': ' || last_reply, '')
+             FROM messages WHERE state = 'dead' AND notified = 0 ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let envelope: String = row.get(3)?;
+            Ok(DeadNotice {
+                id: row.get(0)?,
+                message_id: row.get(1)?,
+                profile: row.get(2)?,
+                to: super::Envelope::parse(&envelope).to,
+                reason: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn mark_notified(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        for id in ids {
+            transaction.execute("UPDATE messages SET notified = 1 WHERE id = ?1", [id])?;
+        }
+        transaction.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_admin_notice', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [now],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// When the administrator was last mailed (ms), kept across restarts
+    /// so that a restart does not send a second summary at once.
+    pub fn last_admin_notice(&self) -> Result<Option<i64>, StoreError> {
+        let connection = self.connection();
+        Ok(connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'last_admin_notice'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+}
+
+fn first_with_key(
+    connection: &Connection,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<Enqueued>, StoreError> {
+    let first: Option<(String, String, String, String, String)> = connection
+        .query_row(
+            "SELECT id, request_hash, message_id, state, profile FROM messages WHERE idempotency_key = ?1",
+            [key],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+        )
+        .optional()?;
+    let Some((id, hash, message_id, state, profile)) = first else {
+        return Ok(None);
+    };
+    if hash != request_hash {
+        return Err(StoreError::KeyReused {
+            key: key.to_string(),
+            id,
+        });
+    }
+    Ok(Some(Enqueued {
+        id,
+        message_id,
+        profile,
+        state: State::parse(&state),
+        duplicate: true,
+    }))
+}
+
+fn view(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
+    let state = State::parse(&row.get::<_, String>(1)?);
+    let envelope = super::Envelope::parse(&row.get::<_, String>(7)?);
+    let time = |ms: Option<i64>| ms.map(super::rfc3339);
+    Ok(MessageView {
+        id: row.get(0)?,
+        state,
+        message_id: row.get(2)?,
+        caller_id: row.get(3)?,
+        idempotency_key: row.get(4)?,
+        profile: row.get(5)?,
+        generation: row.get::<_, i64>(6)? as u64,
+        mail_from: envelope.from,
+        rcpt_to: envelope.to,
+        attempts: row.get(8)?,
+        uncertain: row.get(9)?,
+        accepted_at: super::rfc3339(row.get(10)?),
+        next_attempt_at: (state == State::Queued)
+            .then(|| time(row.get(11).ok()))
+            .flatten(),
+        last_attempt_at: time(row.get(12)?),
+        finished_at: time(row.get(13)?),
+        last_reply: row.get(14)?,
+        last_error: row.get(15)?,
+        transport: row.get(16)?,
+        copy_status: row.get(17)?,
+        copy_error: row.get(18)?,
+        size: row.get::<_, i64>(19)? as u64,
+    })
+}

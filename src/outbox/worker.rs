@@ -1,0 +1,469 @@
+//! Delivery from the outbox: one dispatcher thread claims due messages,
+//! as many per profile as its `throttle` allows (and no faster than its
+//! rate), and hands each to a thread of its own that delivers it under the
+//! serving configuration and writes the outcome back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cli::delivery::CopyReport;
+use crate::cli::{Prepared, report, request};
+use crate::config::Throttle;
+use crate::resolve;
+use crate::transport::{Outgoing, SendError, Transports};
+
+use super::store::Finish;
+use super::{Claimed, Envelope, RetrySettings, Store, now_ms};
+
+/// The configuration deliveries run under: the daemon's serving
+/// generation, or the one loaded by `mailrules outbox deliver`.
+pub trait Configs: Send + Sync + 'static {
+    /// Runs `f` with the serving configuration, its transports and its
+    /// generation number; one delivery sees one configuration throughout.
+    fn with_current(&self, f: &mut dyn FnMut(&Prepared, &Transports, u64));
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub retry: RetrySettings,
+    /// At most one summary of dead letters to `alerts.admin_email` this often.
+    pub admin_notice_interval: Duration,
+    /// Stop once nothing is queued or being sent (`mailrules outbox deliver`).
+    pub until_empty: bool,
+}
+
+/// One delivery try, for the caller's metrics and log.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    pub id: String,
+    pub message_id: String,
+    pub profile: String,
+    pub transport: Option<String>,
+    /// `sent`, `retry` or `dead`.
+    pub outcome: &'static str,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+type Observer = Box<dyn Fn(&Attempted) + Send + Sync>;
+
+/// The delivering half of the outbox, running until stopped.
+pub struct Worker {
+    shared: Arc<Shared>,
+    dispatcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    configs: Arc<dyn Configs>,
+    settings: WorkerSettings,
+    observer: Observer,
+    stopping: AtomicBool,
+    /// Messages in delivery, by profile; the dispatcher waits on `wake`
+    /// for one to finish or a new message to arrive.
+    in_flight: Mutex<HashMap<String, u32>>,
+    wake: Condvar,
+}
+
+/// The longest the dispatcher sleeps: messages queued by another process
+/// (`mailrules send --queue`) are noticed within this.
+const LONGEST_SLEEP: Duration = Duration::from_secs(1);
+
+impl Worker {
+    /// Queues again what a crash left in delivery, then starts delivering.
+    pub fn start(
+        store: Arc<Store>,
+        configs: Arc<dyn Configs>,
+        settings: WorkerSettings,
+        observer: Observer,
+    ) -> Result<Worker, super::StoreError> {
+        for (id, message_id) in store.recover(now_ms())? {
+            tracing::warn!(
+                id,
+                message_id,
+                "delivery state unknown after a restart (the message was handed to its transport, no outcome recorded): sending it again with the same Message-ID"
+            );
+        }
+        let shared = Arc::new(Shared {
+            store,
+            configs,
+            settings,
+            observer,
+            stopping: AtomicBool::new(false),
+            in_flight: Mutex::new(HashMap::new()),
+            wake: Condvar::new(),
+        });
+        let dispatching = Arc::clone(&shared);
+        let dispatcher = std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || dispatch(&dispatching))
+            .map_err(super::StoreError::Thread)?;
+        Ok(Worker {
+            shared,
+            dispatcher: Mutex::new(Some(dispatcher)),
+        })
+    }
+
+    /// A message was queued: look now rather than at the next tick.
+    pub fn wake(&self) {
+        self.shared.wake.notify_all();
+    }
+
+    /// Claims nothing more and waits for the deliveries in flight.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        self.join_dispatcher();
+    }
+
+    /// Waits until the dispatcher ends by itself (`until_empty`).
+    pub fn wait(&self) {
+        self.join_dispatcher();
+    }
+
+    fn join_dispatcher(&self) {
+        let dispatcher = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(dispatcher) = dispatcher {
+            let _ = dispatcher.join();
+        }
+    }
+}
+
+/// Per profile: when the next message may start, under its rate.
+type NextStart = HashMap<String, Instant>;
+
+fn dispatch(shared: &Arc<Shared>) {
+    let mut next_start = NextStart::new();
+    let mut notices = super::notice::Notices::new(&shared.store);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let mut sleep = LONGEST_SLEEP;
+        match start_due(shared, &mut next_start) {
+            Ok(wait) => sleep = sleep.min(wait),
+            Err(error) => tracing::error!(error = %error, "outbox: cannot claim messages"),
+        }
+        notices.send_due(
+            shared.configs.as_ref(),
+            shared.settings.admin_notice_interval,
+        );
+        if shared.settings.until_empty && is_empty(shared) {
+            break;
+        }
+        let in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if !shared.stopping.load(Ordering::SeqCst) {
+            let _ = shared.wake.wait_timeout(in_flight, sleep);
+        }
+    }
+    // Deliveries in flight finish; their outcomes are recorded.
+    let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+    while in_flight.values().any(|n| *n > 0) {
+        in_flight = shared
+            .wake
+            .wait(in_flight)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+    drop(in_flight);
+    notices.send_due(
+        shared.configs.as_ref(),
+        shared.settings.admin_notice_interval,
+    );
+}
+
+fn is_empty(shared: &Shared) -> bool {
+    let idle = shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .all(|n| *n == 0);
+    idle && matches!(shared.store.next_due(), Ok(None))
+}
+
+/// Starts every due message its profile has room for. Returns how long
+/// the dispatcher may sleep before something else falls due.
+fn start_due(
+    shared: &Arc<Shared>,
+    next_start: &mut NextStart,
+) -> Result<Duration, super::StoreError> {
+    let now = now_ms();
+    let mut sleep = match shared.store.next_due()? {
+        Some(due) if due > now => Duration::from_millis((due - now) as u64),
+        Some(_) => Duration::ZERO,
+        None => LONGEST_SLEEP,
+    };
+    for profile in shared.store.due_profiles(now)? {
+        let throttle = throttle_of(shared.configs.as_ref(), &profile);
+        let busy = shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&profile)
+            .copied()
+            .unwrap_or(0);
+        let mut room = throttle.concurrency.saturating_sub(busy) as usize;
+        if let Some(per_minute) = throttle.per_minute {
+            let spacing = Duration::from_secs(60) / per_minute.max(1);
+            let at = next_start
+                .entry(profile.clone())
+                .or_insert_with(Instant::now);
+            let now = Instant::now();
+            if *at > now {
+                sleep = sleep.min(*at - now);
+                continue;
+            }
+            room = room.min(1);
+            if room == 1 {
+                *at = now + spacing;
+                sleep = sleep.min(spacing);
+            }
+        }
+        if room == 0 {
+            continue;
+        }
+        for claimed in shared.store.claim(&profile, room, now)? {
+            start(shared, claimed);
+        }
+    }
+    Ok(sleep)
+}
+
+fn throttle_of(configs: &dyn Configs, profile: &str) -> Throttle {
+    let mut throttle = Throttle::default();
+    configs.with_current(&mut |prepared, _, _| {
+        if let Some(found) = prepared.loaded.config.profiles.get(profile) {
+            throttle = found.throttle;
+        }
+    });
+    throttle
+}
+
+fn start(shared: &Arc<Shared>, claimed: Claimed) {
+    *shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(claimed.profile.clone())
+        .or_default() += 1;
+    let delivering = Arc::clone(shared);
+    let profile = claimed.profile.clone();
+    let spawned = std::thread::Builder::new()
+        .name("outbox-send".into())
+        .spawn(move || {
+            let profile = claimed.profile.clone();
+            deliver_and_record(&delivering, claimed);
+            delivering.finished(&profile);
+        });
+    if let Err(error) = spawned {
+        // The message stays `sending` and is queued again at the next start.
+        tracing::error!(error = %error, "outbox: cannot start a delivery thread");
+        shared.finished(&profile);
+    }
+}
+
+impl Shared {
+    fn finished(&self, profile: &str) {
+        if let Some(n) = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(profile)
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.wake.notify_all();
+    }
+}
+
+/// The outcome of one try.
+enum Tried {
+    Sent {
+        reply: String,
+        copy: Option<CopyReport>,
+    },
+    Failed {
+        error: String,
+        reply: Option<String>,
+        temporary: bool,
+        /// The message may have arrived (the connection broke after it was
+        /// handed over): retried with the same Message-ID, and counted.
+        uncertain: bool,
+    },
+}
+
+fn deliver_and_record(shared: &Shared, claimed: Claimed) {
+    let started = Instant::now();
+    let mut tried = None;
+    let mut transport = None;
+    shared
+        .configs
+        .with_current(&mut |prepared, transports, generation| {
+            let (outcome, used) = attempt(prepared, transports, generation, &claimed);
+            tried = Some(outcome);
+            transport = used;
+        });
+    let tried = tried.unwrap_or_else(|| Tried::Failed {
+        error: "no configuration to deliver with".into(),
+        reply: None,
+        temporary: true,
+        uncertain: false,
+    });
+    let now = now_ms();
+    let finish = decide(
+        &tried,
+        &claimed,
+        transport.clone(),
+        shared.settings.retry,
+        now,
+    );
+    let (outcome, error) = match &finish {
+        Finish::Sent { .. } => ("sent", None),
+        Finish::Retry { error, .. } => ("retry", Some(error.clone())),
+        Finish::Dead { error, .. } => ("dead", Some(error.clone())),
+    };
+    if let Tried::Failed {
+        uncertain: true, ..
+    } = &tried
+    {
+        tracing::warn!(
+            id = claimed.id,
+            message_id = claimed.message_id,
+            "delivery state unknown (the connection broke after the message was handed over): it is sent again with the same Message-ID"
+        );
+    }
+    if let Err(error) = shared.store.finish(&claimed.id, &finish, now) {
+        // Left `sending`: queued again (and counted uncertain) at the next start.
+        tracing::error!(id = claimed.id, error = %error, "outbox: cannot record a delivery");
+    }
+    (shared.observer)(&Attempted {
+        id: claimed.id,
+        message_id: claimed.message_id,
+        profile: claimed.profile,
+        transport,
+        outcome,
+        attempts: claimed.attempts,
+        error,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+}
+
+/// What to record after a try: sent; a temporary failure retried after
+/// the backoff, unless that is past the maximum age; or dead.
+fn decide(
+    tried: &Tried,
+    claimed: &Claimed,
+    transport: Option<String>,
+    retry: RetrySettings,
+    now: i64,
+) -> Finish {
+    match tried {
+        Tried::Sent { reply, copy } => Finish::Sent {
+            reply: reply.clone(),
+            transport: transport.unwrap_or_default(),
+            copy: copy
+                .as_ref()
+                .map(|c| (c.status.to_string(), c.error.clone())),
+        },
+        Tried::Failed {
+            error,
+            reply,
+            temporary: true,
+            uncertain,
+        } => {
+            let next_at = now + retry.delay_after(claimed.attempts).as_millis() as i64;
+            if next_at - claimed.accepted_at <= retry.max_age.as_millis() as i64 {
+                return Finish::Retry {
+                    next_at,
+                    error: error.clone(),
+                    reply: reply.clone(),
+                    uncertain: *uncertain,
+                };
+            }
+            Finish::Dead {
+                error: format!(
+                    "expired: not delivered within {} of being accepted ({} attempts); last error: {error}",
+                    humantime::format_duration(retry.max_age),
+                    claimed.attempts
+                ),
+                reply: reply.clone(),
+            }
+        }
+        Tried::Failed { error, reply, .. } => Finish::Dead {
+            error: error.clone(),
+            reply: reply.clone(),
+        },
+    }
+}
+
+/// Resolves the message's transport under the serving configuration and
+/// hands the stored bytes to it; stores the sent copy when the profile
+/// keeps one. Returns the outcome and the transport used.
+fn attempt(
+    prepared: &Prepared,
+    transports: &Transports,
+    generation: u64,
+    claimed: &Claimed,
+) -> (Tried, Option<String>) {
+    let failed = |error: String, temporary: bool| Tried::Failed {
+        error,
+        reply: None,
+        temporary,
+        uncertain: false,
+    };
+    let context = match request::parse_context(&claimed.context) {
+        Ok(context) => context,
+        Err(invalid) => return (failed(invalid.problem, false), None),
+    };
+    let config = &prepared.loaded.config;
+    let resolution = match resolve::resolve(config, &prepared.request(&context)) {
+        Ok(resolution) => resolution,
+        // The configuration may be fixed before the message expires.
+        Err(error) => {
+            let error =
+                format!("cannot resolve its transport under generation {generation}: {error}");
+            return (failed(error, true), None);
+        }
+    };
+    let transport = crate::config::texts::transport(&resolution.effective.transport);
+    let envelope = match Envelope::parse(&claimed.envelope).to_lettre() {
+        Ok(envelope) => envelope,
+        Err(error) => return (failed(error, false), Some(transport)),
+    };
+    let sent = transports
+        .for_effective(&resolution.effective)
+        .and_then(|deliver| {
+            deliver.deliver(Outgoing {
+                envelope: &envelope,
+                bytes: &claimed.body,
+                message_id: &claimed.message_id,
+            })
+        });
+    let tried = match sent {
+        Ok(receipt) => {
+            let copy = resolution.effective.copy_to_sent.map(|copy| {
+                let mut message = claimed.bcc.clone().into_bytes();
+                message.extend_from_slice(&claimed.body);
+                CopyReport::of(transports.store_copy(copy, &message))
+            });
+            Tried::Sent {
+                reply: receipt.reply,
+                copy,
+            }
+        }
+        Err(error) => Tried::Failed {
+            reply: match &error {
+                SendError::Rejected { reply, .. } => Some(reply.clone()),
+                _ => None,
+            },
+            temporary: error.is_temporary() || matches!(error, SendError::Uncertain(_)),
+            uncertain: matches!(error, SendError::Uncertain(_)),
+            error: report::one_line(&error.to_string()),
+        },
+    };
+    (tried, Some(transport))
+}
