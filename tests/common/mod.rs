@@ -17,6 +17,7 @@ pub fn mailrules() -> Command {
     let mut command = Command::cargo_bin("mailrules").expect("the binary is built");
     command
         .env_remove("MAILRULES_CONFIG")
+        .env_remove("MAILRULES_OUTBOX")
         .env_remove("MAILRULES_TRANSPORT_OVERRIDE");
     command
 }
@@ -98,6 +99,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+impl Received {
+    /// The Message-ID header's value.
+    pub fn message_id(&self) -> String {
+        mail_parser::MessageParser::default()
+            .parse(&self.data)
+            .and_then(|m| m.message_id().map(|id| format!("<{id}>")))
+            .expect("a Message-ID")
+    }
+}
+
 /// A message the SMTP test server accepted.
 pub struct Received {
     pub mail_from: String,
@@ -128,7 +139,17 @@ impl SmtpServer {
     /// With extra arguments of the server script (scripted replies).
     pub fn start_with(security: &str, extra: &[&str]) -> SmtpServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        SmtpServer::start_in(dir, free_port(), security, extra)
+    }
+
+    /// In `dir` (its certificate is `dir/cert.pem`) on a given port: a
+    /// server that comes up where a client already tried to connect.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        port: u16,
+        security: &str,
+        extra: &[&str],
+    ) -> SmtpServer {
         let child = Command::new("/usr/bin/python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/smtp_server.py"))
             .args([
@@ -340,6 +361,19 @@ impl Daemon {
     pub fn post(&self, path: &str, body: &str) -> Reply {
         let request = self.authorized(self.agent.post(format!("{}{path}", self.url)));
         Daemon::reply(request.send(body))
+    }
+
+    /// A POST with an `Idempotency-Key` header.
+    pub fn post_keyed(&self, path: &str, body: &str, key: &str) -> Reply {
+        let request = self.authorized(self.agent.post(format!("{}{path}", self.url)));
+        Daemon::reply(request.header("Idempotency-Key", key).send(body))
+    }
+
+    /// The same, but a refused connection (a daemon killed) is `None`.
+    pub fn try_post_keyed(&self, path: &str, body: &str, key: &str) -> Option<Reply> {
+        let request = self.authorized(self.agent.post(format!("{}{path}", self.url)));
+        let response = request.header("Idempotency-Key", key).send(body);
+        response.is_ok().then(|| Daemon::reply(response))
     }
 
     pub fn generation(&self) -> u64 {

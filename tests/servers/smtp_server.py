@@ -55,8 +55,9 @@ class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
     def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data,
-                 data_delay=0.0, xoauth2_tokens=None):
+                 data_delay=0.0, xoauth2_tokens=None, reject_rcpt=()):
         self.directory = directory
+        self.reject_rcpt = set(a.lower() for a in reject_rcpt)
         self.data_delay = data_delay
         self.xoauth2_tokens = xoauth2_tokens
         self.replies = replies
@@ -127,6 +128,8 @@ class Spool:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.reject_rcpt:
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         reply = self.scripted("rcpt")
         if reply:
             return reply
@@ -214,6 +217,8 @@ def main():
                         help="file of issued tokens ('TOKEN EXPIRY-EPOCH' lines) that AUTH XOAUTH2 accepts")
     parser.add_argument("--data-delay", type=float, default=0.0,
                         help="wait this many seconds before answering the end of DATA")
+    parser.add_argument("--reject-rcpt", action="append", default=[],
+                        help="refuse RCPT TO this address with 550 5.1.1 (repeatable)")
     parser.add_argument("--password-env", required=True,
                         help="environment variable holding the accepted password")
     args = parser.parse_args()
@@ -234,7 +239,7 @@ def main():
     )
     def spool(implicit_tls):
         return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data,
-                     args.data_delay, args.xoauth2_tokens)
+                     args.data_delay, args.xoauth2_tokens, args.reject_rcpt)
 
     if args.security == "starttls":
         controller = Controller(spool(False), tls_context=context, require_starttls=True, **common)
