@@ -731,3 +731,78 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
         key_alone.stderr
     );
 }
+
+/// The example with `throttle` added to the `billing` profile (acme-nl's
+/// invoices), in a copy.
+fn throttled_example(throttle: &str) -> (tempfile::TempDir, PathBuf) {
+    let copy = common::example_copy();
+    let config = copy.path().join("acme/config");
+    common::edit(
+        &config.join("profiles.yaml"),
+        "    bcc: [\"archief@acme.nl\"]\n",
+        &format!("    bcc: [\"archief@acme.nl\"]\n    throttle: {throttle}\n"),
+    );
+    (copy, config)
+}
+
+fn throttled_daemon(config: &Path, outbox: &Path, override_file: &Path) -> Daemon {
+    let mut args = vec![
+        "--outbox",
+        outbox.to_str().unwrap(),
+        "--transport-override",
+        override_file.to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    Daemon::start(config, &args)
+}
+
+#[test]
+fn a_profiles_throttle_bounds_its_deliveries_in_flight() {
+    let (copy, config) = throttled_example("{concurrency: 2}");
+    // A slow server: each message takes 300 ms, so that deliveries overlap.
+    let server = SmtpServer::start_with("starttls", &["--data-delay", "0.3"]);
+    let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let daemon = throttled_daemon(&config, &outbox_in(copy.path()), &override_file);
+    for n in 1..=8 {
+        assert_eq!(daemon.post("/v1/send", &invoice(n)).status, 202);
+    }
+    wait_for_counts(&daemon, "all sent", Duration::from_secs(30), |c| {
+        c["sent"] == 8
+    });
+    let connections: HashSet<u64> = server.received().iter().map(|m| m.connection).collect();
+    assert_eq!(
+        connections.len(),
+        2,
+        "two at a time, each over its own kept connection: {connections:?}"
+    );
+}
+
+#[test]
+fn a_profiles_rate_spaces_its_deliveries() {
+    let (copy, config) = throttled_example("{per_minute: 120}");
+    let server = SmtpServer::start("starttls");
+    let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let daemon = throttled_daemon(&config, &outbox_in(copy.path()), &override_file);
+    for n in 1..=4 {
+        assert_eq!(daemon.post("/v1/send", &invoice(n)).status, 202);
+    }
+    wait_for_counts(&daemon, "all sent", Duration::from_secs(30), |c| {
+        c["sent"] == 4
+    });
+    let listed = daemon.get("/v1/messages?state=sent").json;
+    let mut started: Vec<std::time::SystemTime> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| humantime::parse_rfc3339(m["last_attempt_at"].as_str().unwrap()).unwrap())
+        .collect();
+    started.sort();
+    for pair in started.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap();
+        // 120 a minute: one every 500 ms (the clock is read in whole ms).
+        assert!(
+            gap >= Duration::from_millis(490),
+            "started {gap:?} apart: {started:?}"
+        );
+    }
+}

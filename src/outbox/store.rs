@@ -301,6 +301,16 @@ impl Store {
         )?)
     }
 
+    /// When the first queued message not yet due at `now` falls due (ms).
+    pub fn next_due_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        let connection = self.connection();
+        Ok(connection.query_row(
+            "SELECT min(next_attempt_at) FROM messages WHERE state = 'queued' AND next_attempt_at > ?1",
+            [now],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Marks up to `limit` due messages of `profile` as `sending` (one
     /// commit, before any of them is handed to a transport) and returns them.
     pub fn claim(&self, profile: &str, limit: usize, now: i64) -> Result<Vec<Claimed>, StoreError> {

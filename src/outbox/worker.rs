@@ -62,10 +62,25 @@ struct Shared {
     settings: WorkerSettings,
     observer: Observer,
     stopping: AtomicBool,
-    /// Messages in delivery, by profile; the dispatcher waits on `wake`
-    /// for one to finish or a new message to arrive.
-    in_flight: Mutex<HashMap<String, u32>>,
+    /// What the dispatcher waits on `wake` for: a delivery finishing or a
+    /// new message.
+    flight: Mutex<Flight>,
     wake: Condvar,
+}
+
+#[derive(Default)]
+struct Flight {
+    /// Messages in delivery, by profile.
+    by_profile: HashMap<String, u32>,
+    /// Something happened since the dispatcher last looked; kept under
+    /// the lock so that a wake-up between two looks is not lost.
+    woken: bool,
+}
+
+impl Flight {
+    fn idle(&self) -> bool {
+        self.by_profile.values().all(|n| *n == 0)
+    }
 }
 
 /// The longest the dispatcher sleeps: messages queued by another process
@@ -93,7 +108,7 @@ impl Worker {
             settings,
             observer,
             stopping: AtomicBool::new(false),
-            in_flight: Mutex::new(HashMap::new()),
+            flight: Mutex::new(Flight::default()),
             wake: Condvar::new(),
         });
         let dispatching = Arc::clone(&shared);
@@ -109,13 +124,13 @@ impl Worker {
 
     /// A message was queued: look now rather than at the next tick.
     pub fn wake(&self) {
-        self.shared.wake.notify_all();
+        self.shared.wake_dispatcher();
     }
 
     /// Claims nothing more and waits for the deliveries in flight.
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_all();
+        self.shared.wake_dispatcher();
         self.join_dispatcher();
     }
 
@@ -155,20 +170,22 @@ fn dispatch(shared: &Arc<Shared>) {
         if shared.settings.until_empty && is_empty(shared) {
             break;
         }
-        let in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if !shared.stopping.load(Ordering::SeqCst) {
-            let _ = shared.wake.wait_timeout(in_flight, sleep);
+        let mut flight = shared.flight();
+        if !flight.woken && !shared.stopping.load(Ordering::SeqCst) {
+            flight = shared
+                .wake
+                .wait_timeout(flight, sleep)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+        flight.woken = false;
     }
     // Deliveries in flight finish; their outcomes are recorded.
-    let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-    while in_flight.values().any(|n| *n > 0) {
-        in_flight = shared
-            .wake
-            .wait(in_flight)
-            .unwrap_or_else(|e| e.into_inner());
+    let mut flight = shared.flight();
+    while !flight.idle() {
+        flight = shared.wake.wait(flight).unwrap_or_else(|e| e.into_inner());
     }
-    drop(in_flight);
+    drop(flight);
     notices.send_due(
         shared.configs.as_ref(),
         shared.settings.admin_notice_interval,
@@ -176,33 +193,26 @@ fn dispatch(shared: &Arc<Shared>) {
 }
 
 fn is_empty(shared: &Shared) -> bool {
-    let idle = shared
-        .in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .all(|n| *n == 0);
-    idle && matches!(shared.store.next_due(), Ok(None))
+    shared.flight().idle() && matches!(shared.store.next_due(), Ok(None))
 }
 
 /// Starts every due message its profile has room for. Returns how long
-/// the dispatcher may sleep before something else falls due.
+/// the dispatcher may sleep before a message or a rate slot falls due (a
+/// profile without room is woken by its deliveries finishing).
 fn start_due(
     shared: &Arc<Shared>,
     next_start: &mut NextStart,
 ) -> Result<Duration, super::StoreError> {
     let now = now_ms();
-    let mut sleep = match shared.store.next_due()? {
-        Some(due) if due > now => Duration::from_millis((due - now) as u64),
-        Some(_) => Duration::ZERO,
+    let mut sleep = match shared.store.next_due_after(now)? {
+        Some(due) => Duration::from_millis((due - now).max(1) as u64),
         None => LONGEST_SLEEP,
     };
     for profile in shared.store.due_profiles(now)? {
         let throttle = throttle_of(shared.configs.as_ref(), &profile);
         let busy = shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .flight()
+            .by_profile
             .get(&profile)
             .copied()
             .unwrap_or(0);
@@ -245,9 +255,8 @@ fn throttle_of(configs: &dyn Configs, profile: &str) -> Throttle {
 
 fn start(shared: &Arc<Shared>, claimed: Claimed) {
     *shared
-        .in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .flight()
+        .by_profile
         .entry(claimed.profile.clone())
         .or_default() += 1;
     let delivering = Arc::clone(shared);
@@ -267,15 +276,22 @@ fn start(shared: &Arc<Shared>, claimed: Claimed) {
 }
 
 impl Shared {
+    fn flight(&self) -> std::sync::MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_dispatcher(&self) {
+        self.flight().woken = true;
+        self.wake.notify_all();
+    }
+
     fn finished(&self, profile: &str) {
-        if let Some(n) = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(profile)
-        {
+        let mut flight = self.flight();
+        if let Some(n) = flight.by_profile.get_mut(profile) {
             *n = n.saturating_sub(1);
         }
+        flight.woken = true;
+        drop(flight);
         self.wake.notify_all();
     }
 }
