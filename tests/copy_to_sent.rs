@@ -267,3 +267,82 @@ fn a_refused_copy_says_why_and_does_not_fail_the_send() {
     assert_eq!(smtp.received().len(), 2, "both messages went out");
     assert!(imap.messages(FOLDER).is_empty());
 }
+
+#[test]
+fn a_message_delivered_from_the_outbox_keeps_its_copy_and_the_outbox_records_it() {
+    let smtp = SmtpServer::start("starttls");
+    let imap = ImapServer::start();
+    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+    let outbox = dir.path().join("outbox.db");
+    let override_file = smtp.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let outbox_run = |args: &[&str], imap_password: &str| {
+        run(mailrules()
+            .arg("--config")
+            .arg(config(&dir))
+            .arg("--outbox")
+            .arg(&outbox)
+            .args(args)
+            .arg("--transport-override")
+            .arg(&override_file)
+            .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            .env("IMAP_PASSWORD_ENV", imap_password))
+    };
+    let queue = [
+        "send",
+        "--queue",
+        "-a",
+        "acme-nl",
+        "-u",
+        "anna",
+        "-p",
+        "sales_invoice",
+        "--to",
+        "klant@example.com",
+        "--data",
+        &format!("{DATA}/sales_invoice.json"),
+    ];
+    let queued = outbox_run(&queue, IMAP_PASSWORD);
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let delivered = outbox_run(&["outbox", "deliver"], IMAP_PASSWORD);
+    assert_eq!(delivered.code, 0, "{}", delivered.stderr);
+
+    let shown = run(mailrules()
+        .arg("--outbox")
+        .arg(&outbox)
+        .args(["outbox", "show", &id, "--format", "json"]));
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "sent");
+    assert_eq!(shown["copy_status"], "stored", "{shown}");
+    let copies = imap.messages(FOLDER);
+    assert_eq!(copies.len(), 1);
+    let (flags, copy) = &copies[0];
+    assert!(flags.contains('S'), "maildir flag S: \\Seen: {flags}");
+    // Dovecot keeps maildir files with LF line ends.
+    let lf = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace("\r\n", "\n");
+    let (sent, copy) = (lf(&smtp.received()[0].data), lf(copy));
+    assert_eq!(
+        copy,
+        format!("Bcc: archief@acme.nl\n{sent}"),
+        "the sent message with its Bcc header"
+    );
+
+    // A refused IMAP login: sent all the same, the copy's failure recorded.
+    let queued = outbox_run(&queue, "wrong-password");
+    let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let delivered = outbox_run(&["outbox", "deliver"], "wrong-password");
+    assert_eq!(delivered.code, 0, "{}", delivered.stderr);
+    let shown = run(mailrules()
+        .arg("--outbox")
+        .arg(&outbox)
+        .args(["outbox", "show", &id, "--format", "json"]));
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "sent");
+    assert_eq!(shown["copy_status"], "failed", "{shown}");
+    assert!(!shown["copy_error"].as_str().unwrap().is_empty(), "{shown}");
+    assert!(
+        !shown.to_string().contains("wrong-password"),
+        "no secret in the record"
+    );
+    assert_eq!(smtp.received().len(), 2, "each message sent once");
+}
