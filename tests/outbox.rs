@@ -806,3 +806,28 @@ fn a_profiles_rate_spaces_its_deliveries() {
         );
     }
 }
+
+#[test]
+fn sigterm_lets_the_deliveries_in_flight_finish_and_records_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each message takes a second at the server.
+    let server = SmtpServer::start_with("starttls", &["--data-delay", "1"]);
+    let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let outbox = outbox_in(dir.path());
+    let mut daemon = daemon(&outbox, &override_file, &[]);
+    let accepted = daemon.post("/v1/send", &invoice(1));
+    let id = accepted.json["id"].as_str().unwrap().to_string();
+    wait_for_counts(&daemon, "in delivery", Duration::from_secs(10), |c| {
+        c["sending"] == 1
+    });
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(), 0, "{}", daemon.logs());
+    let shown = cli(&outbox, &["outbox", "show", &id, "--format", "json"]);
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["state"], "sent",
+        "finished and recorded before the exit: {shown}"
+    );
+    assert_eq!(shown["uncertain"], 0);
+    assert_eq!(server.received().len(), 1);
+}
