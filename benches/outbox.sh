@@ -50,20 +50,21 @@ throttled() {
 throttled "{concurrency: 1, per_minute: 1}" "$WORK/accepting.yaml"
 throttled "{concurrency: $CONCURRENCY}" "$WORK/delivering.yaml"
 
-# start_daemon CONFIG LOG [ARGS...]: prints the daemon's URL.
+# start_daemon CONFIG LOG [ARGS...]: sets URL and DAEMON.
 start_daemon() {
   local config=$1 log=$2
   shift 2
   "$MAILRULES" --config "$config" serve --listen 127.0.0.1:0 --watch off \
     --transport-override "$WORK/sink.yaml" --log-format json "$@" > "$log.address" 2> "$log" &
-  PIDS+=($!)
+  DAEMON=$!
+  PIDS+=("$DAEMON")
   for _ in $(seq 1 100); do
     grep -q listening "$log.address" 2>/dev/null && break
     sleep 0.1
   done
-  sed -n 's/^mailrules serve: listening on //p' "$log.address"
+  URL=$(sed -n 's/^mailrules serve: listening on //p' "$log.address")
 }
-stop_daemon() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'; }
+stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; }
 rate() { sed -n 's/^Requests\/sec: *//p'; }
 checked_wrk() {
   wrk -t2 -c16 -d"${SECONDS_EACH}s" -s benches/outbox/send.lua "$1/v1/send" > "$WORK/wrk.out" 2> "$WORK/wrk.err"
@@ -76,19 +77,19 @@ checked_wrk() {
 counts() { python3 -c 'import json, sys, urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1] + "/v1/messages?limit=0"))["counts"][sys.argv[2]])' "$1" "$2"; }
 
 echo "== POST /v1/send without an outbox (sent before the answer), wrk -t2 -c16 -d${SECONDS_EACH}s"
-URL=$(start_daemon benches/batch/config.yaml "$WORK/direct.log")
+start_daemon benches/batch/config.yaml "$WORK/direct.log"
 DIRECT=$(checked_wrk "$URL")
 stop_daemon
 
 echo "== POST /v1/send into the outbox (committed before the answer)"
-URL=$(start_daemon "$WORK/accepting.yaml" "$WORK/accepting.log" --outbox "$WORK/outbox.db")
+start_daemon "$WORK/accepting.yaml" "$WORK/accepting.log" --outbox "$WORK/outbox.db"
 ACCEPTED=$(checked_wrk "$URL")
 QUEUED=$(counts "$URL" queued)
 stop_daemon
 
 echo "== delivering the $QUEUED queued messages from the outbox, concurrency $CONCURRENCY"
 start=$(date +%s.%N)
-URL=$(start_daemon "$WORK/delivering.yaml" "$WORK/delivering.log" --outbox "$WORK/outbox.db")
+start_daemon "$WORK/delivering.yaml" "$WORK/delivering.log" --outbox "$WORK/outbox.db"
 while [ "$(counts "$URL" queued)" != 0 ] || [ "$(counts "$URL" sending)" != 0 ]; do sleep 0.05; done
 end=$(date +%s.%N)
 SENT=$(counts "$URL" sent)
