@@ -425,9 +425,25 @@ fn an_idempotency_key_names_one_message() {
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert_eq!(bad.json["field"], "Idempotency-Key");
 
-    wait_for_counts(&daemon, "sent", Duration::from_secs(20), |c| c["sent"] == 1);
+    // Eight callers at once with one new key (committed in one group):
+    // one message, and every caller is told its id.
+    let replies: Vec<common::Reply> = std::thread::scope(|scope| {
+        let posts: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| daemon.post_keyed("/v1/send", &invoice(9), "INV-2026-0009")))
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    assert_eq!(replies.iter().filter(|r| r.status == 202).count(), 1);
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 7);
+    let ids: HashSet<&str> = replies
+        .iter()
+        .map(|r| r.json["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    wait_for_counts(&daemon, "sent", Duration::from_secs(20), |c| c["sent"] == 2);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(server.received().len(), 1, "sent once");
+    assert_eq!(server.received().len(), 2, "each key's message sent once");
     assert_eq!(
         daemon.get("/v1/messages?limit=0").json["counts"]["queued"],
         0

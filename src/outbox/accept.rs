@@ -102,7 +102,7 @@ pub fn accept(
         bcc: render::bcc_header(resolution.effective.bcc),
         body: rendered.bytes(),
     };
-    Ok(store.enqueue(&message, now_ms())?)
+    Ok(store.enqueue(message, now_ms())?)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@
 //! letters.
 
 mod accept;
+mod group;
 mod notice;
 mod store;
 mod worker;

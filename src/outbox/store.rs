@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::group::Group;
 use super::{Claimed, Enqueued, NewMessage, State};
 
 /// Why the outbox could not be used.
@@ -30,6 +31,8 @@ pub enum StoreError {
     },
     #[error("outbox: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("outbox: cannot write: {0}")]
+    Write(String),
     #[error("cannot start the outbox's delivery thread: {0}")]
     Thread(std::io::Error),
     #[error(
@@ -45,7 +48,7 @@ impl StoreError {
                 "the directory must exist and be writable; the outbox is one SQLite file (plus -wal and -shm beside it)".into(),
             ),
             StoreError::Newer { .. } => Some("run the newer mailrules, or use another outbox file".into()),
-            StoreError::Sql(_) | StoreError::Thread(_) => None,
+            StoreError::Sql(_) | StoreError::Write(_) | StoreError::Thread(_) => None,
             StoreError::KeyReused { .. } => {
                 Some("send a new key for a new request; repeat a key only to repeat the same request".into())
             }
@@ -92,6 +95,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 pub struct Store {
     path: PathBuf,
     connection: Mutex<Connection>,
+    writes: Group<Write>,
 }
 
 /// A message as `GET /v1/messages/{id}` and `outbox show` report it.
@@ -210,6 +214,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
+            writes: Group::new(),
         })
     }
 
@@ -221,43 +226,35 @@ impl Store {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a new message, committed before this returns. With an
-    /// idempotency key used before for the same request, the first
-    /// message is returned instead (`duplicate: true`).
-    pub fn enqueue(&self, message: &NewMessage, now: i64) -> Result<Enqueued, StoreError> {
-        let mut connection = self.connection();
-        let transaction = connection.transaction()?;
-        if let Some(key) = &message.idempotency_key
-            && let Some(first) = first_with_key(&transaction, key, &message.request_hash)?
-        {
-            return Ok(first);
-        }
-        transaction.execute(
-            "INSERT INTO messages (id, idempotency_key, request_hash, caller_id, message_id, profile, generation, context, envelope, bcc, body, state, accepted_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12)",
-            params![
-                message.id,
-                message.idempotency_key,
-                message.request_hash,
-                message.caller_id,
-                message.message_id,
-                message.profile,
-                message.generation as i64,
-                message.context,
-                message.envelope,
-                message.bcc,
-                message.body,
-                now,
-            ],
-        )?;
-        transaction.commit()?;
-        Ok(Enqueued {
+    /// Stores a new message, committed (with the messages of other
+    /// callers, in one group commit) before this returns. With an
+    /// idempotency key used before for the same request, the first message
+    /// is returned instead (`duplicate: true`).
+    pub fn enqueue(&self, message: NewMessage, now: i64) -> Result<Enqueued, StoreError> {
+        let enqueued = Enqueued {
             id: message.id.clone(),
             message_id: message.message_id.clone(),
             profile: message.profile.clone(),
             state: State::Queued,
             duplicate: false,
-        })
+        };
+        let key = message.idempotency_key.clone();
+        let hash = message.request_hash.clone();
+        match self.commit(Write::Enqueue(Box::new(message), now)) {
+            Ok(()) => Ok(enqueued),
+            // Refused by the key's unique index: a request with the same
+            // key was stored a moment before.
+            Err(error) => match key {
+                Some(key) => self.find_key(&key, &hash)?.ok_or(error),
+                None => Err(error),
+            },
+        }
+    }
+
+    fn commit(&self, write: Write) -> Result<(), StoreError> {
+        self.writes
+            .commit(&self.connection, write, apply)
+            .map_err(StoreError::Write)
     }
 
     /// The message first stored under idempotency key `key`, if any; an
@@ -344,42 +341,8 @@ impl Store {
     }
 
     /// Records the outcome of one try of a claimed message.
-    pub fn finish(&self, id: &str, finish: &Finish, now: i64) -> Result<(), StoreError> {
-        let connection = self.connection();
-        match finish {
-            Finish::Sent {
-                reply,
-                transport,
-                copy,
-            } => connection.execute(
-                "UPDATE messages SET state = 'sent', finished_at = ?2, last_reply = ?3, last_error = NULL,
-                     transport = ?4, copy_status = ?5, copy_error = ?6 WHERE id = ?1",
-                params![
-                    id,
-                    now,
-                    reply,
-                    transport,
-                    copy.as_ref().map(|c| &c.0),
-                    copy.as_ref().and_then(|c| c.1.as_ref())
-                ],
-            )?,
-            Finish::Retry {
-                next_at,
-                error,
-                reply,
-                uncertain,
-            } => connection.execute(
-                "UPDATE messages SET state = 'queued', next_attempt_at = ?2, last_error = ?3,
-                     last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5 WHERE id = ?1",
-                params![id, next_at, error, reply, *uncertain as i64],
-            )?,
-            Finish::Dead { error, reply } => connection.execute(
-                "UPDATE messages SET state = 'dead', finished_at = ?2, last_error = ?3,
-                     last_reply = coalesce(?4, last_reply) WHERE id = ?1",
-                params![id, now, error, reply],
-            )?,
-        };
-        Ok(())
+    pub fn finish(&self, id: &str, finish: Finish, now: i64) -> Result<(), StoreError> {
+        self.commit(Write::Finish(id.to_string(), finish, now))
     }
 
     pub fn get(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
@@ -497,6 +460,59 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// The writes that go through the group commit: the two that every
+/// message makes (being accepted, and each try's outcome).
+enum Write {
+    Enqueue(Box<NewMessage>, i64),
+    Finish(String, Finish, i64),
+}
+
+fn apply(connection: &Connection, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::Enqueue(message, now) => connection.execute(
+            "INSERT INTO messages (id, idempotency_key, request_hash, caller_id, message_id, profile, generation, context, envelope, bcc, body, state, accepted_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12)",
+            params![
+                message.id,
+                message.idempotency_key,
+                message.request_hash,
+                message.caller_id,
+                message.message_id,
+                message.profile,
+                message.generation as i64,
+                message.context,
+                message.envelope,
+                message.bcc,
+                message.body,
+                now,
+            ],
+        )?,
+        Write::Finish(id, Finish::Sent { reply, transport, copy }, now) => connection.execute(
+            "UPDATE messages SET state = 'sent', finished_at = ?2, last_reply = ?3, last_error = NULL,
+                 transport = ?4, copy_status = ?5, copy_error = ?6 WHERE id = ?1",
+            params![
+                id,
+                now,
+                reply,
+                transport,
+                copy.as_ref().map(|c| &c.0),
+                copy.as_ref().and_then(|c| c.1.as_ref())
+            ],
+        )?,
+        Write::Finish(id, Finish::Retry { next_at, error, reply, uncertain }, _) => connection.execute(
+            "UPDATE messages SET state = 'queued', next_attempt_at = ?2, last_error = ?3,
+                 last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5 WHERE id = ?1",
+            params![id, next_at, error, reply, *uncertain as i64],
+        )?,
+        Write::Finish(id, Finish::Dead { error, reply }, now) => connection.execute(
+            "UPDATE messages SET state = 'dead', finished_at = ?2, last_error = ?3,
+                 last_reply = coalesce(?4, last_reply) WHERE id = ?1",
+            params![id, now, error, reply],
+        )?,
+    };
+    Ok(())
 }
 
 fn first_with_key(

@@ -352,7 +352,7 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
             "delivery state unknown (the connection broke after the message was handed over): it is sent again with the same Message-ID"
         );
     }
-    if let Err(error) = shared.store.finish(&claimed.id, &finish, now) {
+    if let Err(error) = shared.store.finish(&claimed.id, finish, now) {
         // Left `sending`: queued again (and counted uncertain) at the next start.
         tracing::error!(id = claimed.id, error = %error, "outbox: cannot record a delivery");
     }
