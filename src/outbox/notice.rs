@@ -21,6 +21,9 @@ pub(super) struct Notices {
     store: Arc<Store>,
     /// When the last summary went (or failed to go), ms.
     last: Option<i64>,
+    /// Dead letters may be waiting for a summary: at the start (a summary
+    /// a restart cut short), after a death, and while sending fails.
+    pending: bool,
 }
 
 impl Notices {
@@ -28,22 +31,28 @@ impl Notices {
         Notices {
             store: Arc::clone(store),
             last: store.last_admin_notice().ok().flatten(),
+            pending: true,
         }
     }
 
-    /// Sends a summary if dead letters are waiting and the interval has
-    /// passed since the last one.
-    pub fn send_due(&mut self, configs: &dyn Configs, interval: Duration) {
+    /// Sends a summary if dead letters are waiting (`died`: one more since
+    /// the last call) and the interval has passed since the last one.
+    pub fn send_due(&mut self, configs: &dyn Configs, interval: Duration, died: bool) {
+        self.pending |= died;
         let now = now_ms();
-        if self
-            .last
-            .is_some_and(|last| now - last < interval.as_millis() as i64)
+        if !self.pending
+            || self
+                .last
+                .is_some_and(|last| now - last < interval.as_millis() as i64)
         {
             return;
         }
         let dead = match self.store.unnotified_dead() {
             Ok(dead) if !dead.is_empty() => dead,
-            Ok(_) => return,
+            Ok(_) => {
+                self.pending = false;
+                return;
+            }
             Err(error) => {
                 tracing::error!(error = %error, "outbox: cannot read the dead letters");
                 return;
@@ -73,6 +82,7 @@ impl Notices {
                     messages = dead.len(),
                     "administrator told about dead letters"
                 );
+                self.pending = false;
                 if let Err(error) = self.store.mark_notified(&ids, now) {
                     tracing::error!(error = %error, "outbox: cannot record the administrator's notice");
                 }
@@ -86,6 +96,7 @@ impl Notices {
             }
             AdminNotice::NotConfigured => {
                 // Logged once per message when it died; nothing to send.
+                self.pending = false;
                 let _ = self.store.mark_notified(&ids, now);
             }
         }

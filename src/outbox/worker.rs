@@ -62,6 +62,9 @@ struct Shared {
     settings: WorkerSettings,
     observer: Observer,
     stopping: AtomicBool,
+    /// A message was dead-lettered since the dispatcher last looked: the
+    /// administrator's summary may be due.
+    died: AtomicBool,
     /// What the dispatcher waits on `wake` for: a delivery finishing or a
     /// new message.
     flight: Mutex<Flight>,
@@ -108,6 +111,7 @@ impl Worker {
             settings,
             observer,
             stopping: AtomicBool::new(false),
+            died: AtomicBool::new(false),
             flight: Mutex::new(Flight::default()),
             wake: Condvar::new(),
         });
@@ -166,6 +170,7 @@ fn dispatch(shared: &Arc<Shared>) {
         notices.send_due(
             shared.configs.as_ref(),
             shared.settings.admin_notice_interval,
+            shared.died.swap(false, Ordering::SeqCst),
         );
         if shared.settings.until_empty && is_empty(shared) {
             break;
@@ -189,6 +194,7 @@ fn dispatch(shared: &Arc<Shared>) {
     notices.send_due(
         shared.configs.as_ref(),
         shared.settings.admin_notice_interval,
+        shared.died.swap(false, Ordering::SeqCst),
     );
 }
 
@@ -340,7 +346,10 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     let (outcome, error) = match &finish {
         Finish::Sent { .. } => ("sent", None),
         Finish::Retry { error, .. } => ("retry", Some(error.clone())),
-        Finish::Dead { error, .. } => ("dead", Some(error.clone())),
+        Finish::Dead { error, .. } => {
+            shared.died.store(true, Ordering::SeqCst);
+            ("dead", Some(error.clone()))
+        }
     };
     if let Tried::Failed {
         uncertain: true, ..
