@@ -20,8 +20,13 @@ fn outbox_in(dir: &Path) -> PathBuf {
     dir.join("outbox.db")
 }
 
-/// A daemon on the example with an outbox, sending to `server`.
+/// A daemon on the example with an outbox, sending to `override_file`.
 fn daemon(outbox: &Path, override_file: &Path, extra: &[&str]) -> Daemon {
+    daemon_on(Path::new(EXAMPLE), outbox, override_file, extra)
+}
+
+/// The same on another configuration.
+fn daemon_on(config: &Path, outbox: &Path, override_file: &Path, extra: &[&str]) -> Daemon {
     let mut args = vec![
         "--outbox".to_string(),
         outbox.display().to_string(),
@@ -31,7 +36,7 @@ fn daemon(outbox: &Path, override_file: &Path, extra: &[&str]) -> Daemon {
     args.extend(QUICK.iter().map(|a| a.to_string()));
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(Path::new(EXAMPLE), &args)
+    Daemon::start(config, &args)
 }
 
 fn invoice(n: usize) -> String {
@@ -384,15 +389,7 @@ fn without_an_admin_address_a_dead_letter_is_only_logged() {
     );
     let server = SmtpServer::start_with("starttls", &["--reject-rcpt", "klant1@example.com"]);
     let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
-    let outbox = outbox_in(copy.path());
-    let mut args = vec![
-        "--outbox",
-        outbox.to_str().unwrap(),
-        "--transport-override",
-        override_file.to_str().unwrap(),
-    ];
-    args.extend(QUICK);
-    let daemon = Daemon::start(&config, &args);
+    let daemon = daemon_on(&config, &outbox_in(copy.path()), &override_file, &[]);
     daemon.post("/v1/send", &invoice(1));
     wait_for_counts(&daemon, "dead", Duration::from_secs(20), |c| c["dead"] == 1);
     std::thread::sleep(Duration::from_millis(1500));
@@ -761,24 +758,13 @@ fn throttled_example(throttle: &str) -> (tempfile::TempDir, PathBuf) {
     (copy, config)
 }
 
-fn throttled_daemon(config: &Path, outbox: &Path, override_file: &Path) -> Daemon {
-    let mut args = vec![
-        "--outbox",
-        outbox.to_str().unwrap(),
-        "--transport-override",
-        override_file.to_str().unwrap(),
-    ];
-    args.extend(QUICK);
-    Daemon::start(config, &args)
-}
-
 #[test]
 fn a_profiles_throttle_bounds_its_deliveries_in_flight() {
     let (copy, config) = throttled_example("{concurrency: 2}");
     // A slow server: each message takes 300 ms, so that deliveries overlap.
     let server = SmtpServer::start_with("starttls", &["--data-delay", "0.3"]);
     let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
-    let daemon = throttled_daemon(&config, &outbox_in(copy.path()), &override_file);
+    let daemon = daemon_on(&config, &outbox_in(copy.path()), &override_file, &[]);
     for n in 1..=8 {
         assert_eq!(daemon.post("/v1/send", &invoice(n)).status, 202);
     }
@@ -798,7 +784,7 @@ fn a_profiles_rate_spaces_its_deliveries() {
     let (copy, config) = throttled_example("{per_minute: 120}");
     let server = SmtpServer::start("starttls");
     let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
-    let daemon = throttled_daemon(&config, &outbox_in(copy.path()), &override_file);
+    let daemon = daemon_on(&config, &outbox_in(copy.path()), &override_file, &[]);
     for n in 1..=4 {
         assert_eq!(daemon.post("/v1/send", &invoice(n)).status, 202);
     }
