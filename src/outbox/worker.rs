@@ -346,10 +346,7 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     let (outcome, error) = match &finish {
         Finish::Sent { .. } => ("sent", None),
         Finish::Retry { error, .. } => ("retry", Some(error.clone())),
-        Finish::Dead { error, .. } => {
-            shared.died.store(true, Ordering::SeqCst);
-            ("dead", Some(error.clone()))
-        }
+        Finish::Dead { error, .. } => ("dead", Some(error.clone())),
     };
     if let Tried::Failed {
         uncertain: true, ..
@@ -364,6 +361,10 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     if let Err(error) = shared.store.finish(&claimed.id, finish, now) {
         // Left `sending`: queued again (and counted uncertain) at the next start.
         tracing::error!(id = claimed.id, error = %error, "outbox: cannot record a delivery");
+    }
+    if outcome == "dead" {
+        // After the commit: the summary must find this message.
+        shared.died.store(true, Ordering::SeqCst);
     }
     (shared.observer)(&Attempted {
         id: claimed.id,
