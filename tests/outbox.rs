@@ -833,3 +833,62 @@ fn sigterm_lets_the_deliveries_in_flight_finish_and_records_them() {
     assert_eq!(shown["uncertain"], 0);
     assert_eq!(server.received().len(), 1);
 }
+
+#[test]
+fn only_one_deliverer_at_a_time_uses_an_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start("starttls");
+    let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let outbox = outbox_in(dir.path());
+    let first = daemon(&outbox, &override_file, &[]);
+    let override_arg = override_file.to_str().unwrap();
+
+    let deliver = cli(
+        &outbox,
+        &["outbox", "deliver", "--transport-override", override_arg],
+    );
+    assert_eq!(deliver.code, 2, "{}", deliver.stderr);
+    assert!(
+        deliver
+            .stderr
+            .contains("is being delivered by another mailrules (process"),
+        "{}",
+        deliver.stderr
+    );
+    assert!(
+        deliver.stderr.contains("hint: one daemon"),
+        "{}",
+        deliver.stderr
+    );
+    let second = cli(
+        &outbox,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport-override",
+            override_arg,
+        ],
+    );
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("is being delivered by another mailrules"),
+        "{}",
+        second.stderr
+    );
+
+    // Queuing and looking in still work beside the daemon, which delivers.
+    let queued = queue(&outbox, &override_file, "klant@example.com", "INV-1");
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    wait_for_counts(&first, "sent", Duration::from_secs(10), |c| c["sent"] == 1);
+    assert_eq!(server.received().len(), 1);
+    drop(first);
+    // Its lock went with it, even killed.
+    let deliver = cli(
+        &outbox,
+        &["outbox", "deliver", "--transport-override", override_arg],
+    );
+    assert_eq!(deliver.code, 0, "{}", deliver.stderr);
+}

@@ -10,6 +10,7 @@
 
 mod accept;
 mod group;
+mod lock;
 mod notice;
 mod store;
 mod worker;

@@ -31,6 +31,17 @@ pub enum StoreError {
     },
     #[error("outbox: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("the outbox `{}` is being delivered by another mailrules{}", path.display(), holder.as_ref().map(|pid| format!(" (process {pid})")).unwrap_or_default())]
+    Busy {
+        path: PathBuf,
+        holder: Option<String>,
+    },
+    #[error("cannot lock the outbox `{}` for delivery: {error}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("outbox: cannot write: {0}")]
     Write(String),
     #[error("cannot start the outbox's delivery thread: {0}")]
@@ -48,6 +59,12 @@ impl StoreError {
                 "the directory must exist and be writable; the outbox is one SQLite file (plus -wal and -shm beside it)".into(),
             ),
             StoreError::Newer { .. } => Some("run the newer mailrules, or use another outbox file".into()),
+            StoreError::Busy { .. } => Some(
+                "one daemon (or `outbox deliver`) delivers from an outbox at a time, so that no message is sent twice: stop the other one, or give this one an outbox of its own; `send --queue` and `outbox list|show|retry|purge` work beside it".into(),
+            ),
+            StoreError::Lock { .. } => {
+                Some("the lock file beside the outbox (FILE.lock) must be creatable and writable".into())
+            }
             StoreError::Sql(_) | StoreError::Write(_) | StoreError::Thread(_) => None,
             StoreError::KeyReused { .. } => {
                 Some("send a new key for a new request; repeat a key only to repeat the same request".into())

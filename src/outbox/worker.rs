@@ -54,6 +54,8 @@ type Observer = Box<dyn Fn(&Attempted) + Send + Sync>;
 pub struct Worker {
     shared: Arc<Shared>,
     dispatcher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held while this worker delivers: one deliverer per outbox.
+    _lock: super::lock::DeliveryLock,
 }
 
 struct Shared {
@@ -98,6 +100,9 @@ impl Worker {
         settings: WorkerSettings,
         observer: Observer,
     ) -> Result<Worker, super::StoreError> {
+        // Before recovering: another deliverer's messages in delivery are
+        // not ours to send again.
+        let lock = super::lock::DeliveryLock::take(store.path())?;
         for (id, message_id) in store.recover(now_ms())? {
             tracing::warn!(
                 id,
@@ -123,6 +128,7 @@ impl Worker {
         Ok(Worker {
             shared,
             dispatcher: Mutex::new(Some(dispatcher)),
+            _lock: lock,
         })
     }
 
