@@ -696,8 +696,8 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
     assert!(
         nowhere
             .stderr
-            .contains("cannot open the outbox `/nonexistent/dir/outbox.db`"),
-        "{}",
+            .contains("no outbox at `/nonexistent/dir/outbox.db`"),
+        "a mistyped path is not made into a new empty outbox: {}",
         nowhere.stderr
     );
     assert!(nowhere.stderr.contains("hint:"), "{}", nowhere.stderr);
@@ -719,6 +719,75 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
         std::fs::read_to_string(&not_sqlite).unwrap(),
         notes,
         "a file that is not an outbox is left alone"
+    );
+    let directory = run(mailrules()
+        .arg("--outbox")
+        .arg(dir.path())
+        .args(["outbox", "list"]));
+    assert_eq!(directory.code, 2, "{}", directory.stderr);
+    assert!(
+        directory
+            .stderr
+            .contains("is a directory, not an outbox file"),
+        "{}",
+        directory.stderr
+    );
+    // Another program's SQLite database is neither read nor taken over,
+    // also not by a command that makes a new outbox.
+    let foreign = dir.path().join("app.db");
+    {
+        let db = rusqlite::Connection::open(&foreign).unwrap();
+        db.execute_batch("CREATE TABLE invoices (nr TEXT); INSERT INTO invoices VALUES ('F-1');")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    for command in [&["outbox", "list"][..], &["outbox", "deliver"][..]] {
+        let taken = run(mailrules()
+            .args(["--config", EXAMPLE, "--outbox"])
+            .arg(&foreign)
+            .args(command));
+        assert_eq!(taken.code, 2, "{command:?}: {}", taken.stderr);
+        assert!(
+            taken
+                .stderr
+                .contains("is an SQLite database, but not a mailrules outbox"),
+            "{command:?}: {}",
+            taken.stderr
+        );
+    }
+    assert_eq!(std::fs::read(&foreign).unwrap(), before, "left as it was");
+    let hammering = run(mailrules()
+        .args(["--config", EXAMPLE, "--outbox"])
+        .arg(dir.path().join("new.db"))
+        .args(["outbox", "deliver", "--retry-delay", "10ms"]));
+    assert_eq!(hammering.code, 2, "{}", hammering.stderr);
+    assert!(
+        hammering.stderr.contains("at least 100ms"),
+        "{}",
+        hammering.stderr
+    );
+    let expires_first = run(mailrules()
+        .args(["--config", EXAMPLE, "--outbox"])
+        .arg(dir.path().join("new.db"))
+        .args([
+            "outbox",
+            "deliver",
+            "--retry-delay",
+            "2h",
+            "--max-age",
+            "1h",
+        ]));
+    assert_eq!(expires_first.code, 2, "{}", expires_first.stderr);
+    assert!(
+        expires_first
+            .stderr
+            .contains("would expire before its first retry"),
+        "{}",
+        expires_first.stderr
+    );
+    assert!(
+        !dir.path().join("new.db").exists(),
+        "a refused command makes no outbox"
     );
     let key_alone = run(mailrules().args([
         "--config",
@@ -742,6 +811,25 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
             .contains("--idempotency-key goes with --queue"),
         "{}",
         key_alone.stderr
+    );
+    let spaced_key = run(mailrules()
+        .args(["--config", EXAMPLE, "--outbox"])
+        .arg(dir.path().join("new.db"))
+        .args(["send", "-a", "acme-nl", "-u", "anna", "-p", "sales_invoice"])
+        .args([
+            "--to",
+            "k@example.com",
+            "--queue",
+            "--idempotency-key",
+            "F 1",
+        ]));
+    assert_eq!(spaced_key.code, 2, "{}", spaced_key.stderr);
+    assert!(
+        spaced_key
+            .stderr
+            .contains("printable ASCII characters without spaces"),
+        "{}",
+        spaced_key.stderr
     );
 }
 

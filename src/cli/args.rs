@@ -273,7 +273,7 @@ pub struct SendArgs {
     pub queue: bool,
     /// With --queue: a key naming this request (an invoice number). Queuing
     /// again with the same key returns the first message, not a second one.
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", value_parser = parse_idempotency_key)]
     pub idempotency_key: Option<String>,
 }
 
@@ -343,15 +343,31 @@ pub struct ServeArgs {
     pub delivery: DeliveryArgs,
 }
 
+fn parse_idempotency_key(text: &str) -> Result<String, String> {
+    crate::outbox::check_idempotency_key(text).map(|()| text.to_string())
+}
+
+/// The shortest wait before a retry: a server that refuses at once must
+/// not be hammered.
+const SHORTEST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+fn parse_retry_delay(text: &str) -> Result<Duration, String> {
+    let delay = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if delay < SHORTEST_RETRY_DELAY {
+        return Err("at least 100ms: a server that refuses at once must not be hammered".into());
+    }
+    Ok(delay)
+}
+
 /// How the outbox delivers: `serve --outbox` and `outbox deliver`.
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
     /// Wait before a queued message's first retry after a temporary
     /// failure; doubled for each next one, with jitter.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_retry_delay)]
     pub retry_delay: Duration,
     /// The longest wait between two tries of a queued message.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = parse_retry_delay)]
     pub retry_max_delay: Duration,
     /// A queued message not delivered this long after it was accepted is
     /// moved to the dead letters.
@@ -363,8 +379,18 @@ pub struct DeliveryArgs {
 }
 
 impl DeliveryArgs {
-    pub fn settings(&self, until_empty: bool) -> crate::outbox::WorkerSettings {
-        crate::outbox::WorkerSettings {
+    pub fn settings(
+        &self,
+        until_empty: bool,
+    ) -> Result<crate::outbox::WorkerSettings, super::CliError> {
+        if self.retry_delay >= self.max_age {
+            return Err(super::CliError::Usage(format!(
+                "--retry-delay ({}) is not shorter than --max-age ({}): a message would expire before its first retry",
+                humantime::format_duration(self.retry_delay),
+                humantime::format_duration(self.max_age)
+            )));
+        }
+        Ok(crate::outbox::WorkerSettings {
             retry: crate::outbox::RetrySettings {
                 first_delay: self.retry_delay,
                 max_delay: self.retry_max_delay.max(self.retry_delay),
@@ -372,7 +398,7 @@ impl DeliveryArgs {
             },
             admin_notice_interval: self.admin_notice_interval,
             until_empty,
-        }
+        })
     }
 }
 

@@ -62,16 +62,20 @@ pub enum OutboxCommand {
     },
 }
 
-fn open(path: Option<&Path>) -> Result<Store, CliError> {
-    let path = path.ok_or_else(|| {
+fn outbox_path(path: Option<&Path>) -> Result<&Path, CliError> {
+    path.ok_or_else(|| {
         CliError::Usage("no outbox given: pass --outbox FILE or set MAILRULES_OUTBOX".into())
-    })?;
-    Ok(Store::open(path)?)
+    })
+}
+
+/// `send --queue` and `outbox deliver` make the outbox when there is none.
+fn open(path: Option<&Path>) -> Result<Store, CliError> {
+    Ok(Store::open(outbox_path(path)?)?)
 }
 
 /// The commands that need no configuration: they read and change the file.
 pub fn run(path: Option<&Path>, command: &OutboxCommand) -> Result<u8, CliError> {
-    let store = open(path)?;
+    let store = Store::open_existing(outbox_path(path)?)?;
     match command {
         OutboxCommand::List {
             state,
@@ -91,7 +95,7 @@ pub fn run(path: Option<&Path>, command: &OutboxCommand) -> Result<u8, CliError>
                 Some(state) => vec![*state],
                 None => vec![State::Sent, State::Dead],
             };
-            let before = now_ms() - older_than.as_millis() as i64;
+            let before = now_ms().saturating_sub(outbox::ms(*older_than));
             let deleted = store.purge(&states, before)?;
             println!("purged {deleted} message(s)");
             Ok(0)
@@ -210,6 +214,8 @@ pub fn deliver(
     delivery: &DeliveryArgs,
     transport_override: Option<&Path>,
 ) -> Result<u8, CliError> {
+    // Settings first: a refused command leaves no new outbox behind.
+    let settings = delivery.settings(true)?;
     let store = Arc::new(open(path)?);
     let prepared = Prepared::load(source, transport_override)?;
     let configs = Arc::new(Loaded {
@@ -238,12 +244,7 @@ pub fn deliver(
             }
         };
     });
-    let worker = Worker::start(
-        Arc::clone(&store),
-        configs,
-        delivery.settings(true),
-        observer,
-    )?;
+    let worker = Worker::start(Arc::clone(&store), configs, settings, observer)?;
     worker.wait();
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
     println!(

@@ -12,6 +12,13 @@ pub fn run(
     args: &ServeArgs,
     outbox: Option<PathBuf>,
 ) -> Result<u8, CliError> {
+    let outbox = match outbox {
+        Some(path) => Some(OutboxSettings {
+            path,
+            worker: args.delivery.settings(false)?,
+        }),
+        None => None,
+    };
     start_logging(args.log_format);
     let settings = Settings {
         listen: args.listen,
@@ -23,10 +30,7 @@ pub fn run(
             poll_interval: args.poll_interval,
         },
         recheck: (!args.recheck_interval.is_zero()).then_some(args.recheck_interval),
-        outbox: outbox.map(|path| OutboxSettings {
-            path,
-            worker: args.delivery.settings(false),
-        }),
+        outbox,
     };
     match serve::run(source, settings) {
         Ok(()) => Ok(0),
@@ -37,7 +41,7 @@ pub fn run(
 }
 
 /// Logs go to stderr; stdout carries only the listening address.
-fn start_logging(format: LogFormat) {
+pub(super) fn start_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILRULES_LOG")
         // notify reports its own housekeeping (a watch on a replaced
         // directory) at info: noise for an operator.

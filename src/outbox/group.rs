@@ -71,7 +71,11 @@ fn run<W>(
     batch: &[(W, Arc<Slot>)],
     apply: &impl Fn(&Connection, &W) -> rusqlite::Result<()>,
 ) -> rusqlite::Result<Vec<Result<(), String>>> {
-    let mut transaction = connection.transaction()?;
+    // IMMEDIATE: take the write lock at the start, where SQLite's busy
+    // timeout waits for another process's writer (a deferred transaction
+    // that upgrades fails at once with "database is locked").
+    let mut transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for (write, _) in batch {
         let savepoint = transaction.savepoint()?;

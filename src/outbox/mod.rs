@@ -108,7 +108,8 @@ pub struct Claimed {
     pub body: Vec<u8>,
     /// Including this one.
     pub attempts: u32,
-    pub accepted_at: i64,
+    /// When its maximum age started (ms): acceptance, or `outbox retry`.
+    pub age_from: i64,
 }
 
 /// MAIL FROM and RCPT TO of a stored message (BCC included), as stored.
@@ -152,6 +153,21 @@ impl Envelope {
     }
 }
 
+/// The longest idempotency key taken.
+const MAX_KEY: usize = 255;
+
+/// An idempotency key is 1 to 255 printable ASCII characters without
+/// spaces (an invoice number, a UUID): the same rule for the API's header
+/// and `send --queue --idempotency-key`.
+pub fn check_idempotency_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "an idempotency key is 1 to 255 printable ASCII characters without spaces, e.g. the invoice number or a UUID".into(),
+        );
+    }
+    Ok(())
+}
+
 /// How temporary failures are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetrySettings {
@@ -176,6 +192,12 @@ impl RetrySettings {
         let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
         capped / 2 + capped / 2 * jitter / 1000
     }
+}
+
+/// A duration in the store's milliseconds; one too long for that (a
+/// `--max-age` of a billion years) is as good as forever.
+pub fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Milliseconds since 1970: how the store keeps time.

@@ -43,7 +43,7 @@ impl Notices {
         if !self.pending
             || self
                 .last
-                .is_some_and(|last| now - last < interval.as_millis() as i64)
+                .is_some_and(|last| now.saturating_sub(last) < super::ms(interval))
         {
             return;
         }

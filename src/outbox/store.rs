@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::group::Group;
@@ -23,6 +23,12 @@ pub enum StoreError {
         #[source]
         error: rusqlite::Error,
     },
+    #[error("no outbox at `{}`", path.display())]
+    Missing { path: PathBuf },
+    #[error("`{}` is a directory, not an outbox file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("`{}` is an SQLite database, but not a mailrules outbox", path.display())]
+    Foreign { path: PathBuf },
     #[error("the outbox `{}` was written by a newer mailrules (schema {found}, this one knows {known})", path.display())]
     Newer {
         path: PathBuf,
@@ -55,8 +61,16 @@ pub enum StoreError {
 impl StoreError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            StoreError::Open { .. } => Some(
-                "the directory must exist and be writable; the outbox is one SQLite file (plus -wal and -shm beside it)".into(),
+            StoreError::Open { error, .. } => Some(open_hint(error).into()),
+            StoreError::Missing { .. } => Some(
+                "check the path (--outbox or MAILRULES_OUTBOX); an outbox is made by `serve --outbox`, `send --queue` or `outbox deliver`".into(),
+            ),
+            StoreError::NotAFile { path } => Some(format!(
+                "give a file name, e.g. `{}`",
+                path.join("outbox.db").display()
+            )),
+            StoreError::Foreign { .. } => Some(
+                "it is left as it is: give the outbox's own path, or a new file name for a new outbox".into(),
             ),
             StoreError::Newer { .. } => Some("run the newer mailrules, or use another outbox file".into()),
             StoreError::Busy { .. } => Some(
@@ -70,6 +84,20 @@ impl StoreError {
                 Some("send a new key for a new request; repeat a key only to repeat the same request".into())
             }
         }
+    }
+}
+
+/// What to do about a file SQLite could not open as an outbox.
+fn open_hint(error: &rusqlite::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("not a database") {
+        "the file is not an outbox (not an SQLite database): give the outbox's path, or a new file name"
+    } else if text.contains("malformed") {
+        "the file is damaged: restore it from a backup (`sqlite3 FILE .backup COPY` makes one), or try `sqlite3 FILE .recover`"
+    } else if text.contains("readonly") || text.contains("read-only") {
+        "the outbox file and its directory (for the -wal and -shm files) must be writable by this user"
+    } else {
+        "the directory must exist and be writable; the outbox is one SQLite file (with -wal, -shm and .lock beside it)"
     }
 }
 
@@ -93,6 +121,8 @@ CREATE TABLE messages (
     attempts        INTEGER NOT NULL DEFAULT 0,
     uncertain       INTEGER NOT NULL DEFAULT 0,
     accepted_at     INTEGER NOT NULL,
+    -- The maximum age counts from here: acceptance, or `outbox retry`.
+    age_from        INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,
     last_attempt_at INTEGER,
     finished_at     INTEGER,
@@ -191,13 +221,66 @@ pub enum Finish {
 const VIEW_COLUMNS: &str = "id, state, message_id, caller_id, idempotency_key, profile, generation, envelope, attempts, uncertain, accepted_at, next_attempt_at, last_attempt_at, finished_at, last_reply, last_error, transport, copy_status, copy_error, length(body)";
 
 impl Store {
-    /// Opens (and creates) the outbox at `path`.
+    /// Opens the outbox at `path`, creating it if there is none.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, true)
+    }
+
+    /// Opens an outbox that must exist already (`outbox list`, `show`,
+    /// ...): a mistyped path is an error, not a new empty outbox.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Store::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
         let opened = |error| StoreError::Open {
             path: path.to_path_buf(),
             error,
         };
+        if path.is_dir() {
+            return Err(StoreError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
         let connection = Connection::open(path).map_err(opened)?;
+        // The daemon and `mailrules outbox retry` may write at once.
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(opened)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(opened)?;
+        let has_messages: bool = connection
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'messages'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(opened)?;
+        let tables: i64 = connection
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(opened)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                path: path.to_path_buf(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        // Only an empty file becomes an outbox: another program's database
+        // is never taken over.
+        let empty = version == 0 && tables == 0;
+        let ours = version == SCHEMA_VERSION && has_messages;
+        if !(ours || empty && create) {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+            });
+        }
         // WAL: readers (the API, `outbox list`) never block the writer.
         // synchronous=FULL: a committed message survives a power cut, not
         // only a crash of the process.
@@ -207,21 +290,7 @@ impl Store {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(opened)?;
-        // The daemon and `mailrules outbox retry` may write at once.
-        connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(opened)?;
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(opened)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Newer {
-                path: path.to_path_buf(),
-                found: version,
-                known: SCHEMA_VERSION,
-            });
-        }
-        if version == 0 {
+        if empty {
             connection
                 .execute_batch(&format!(
                     "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -329,14 +398,14 @@ impl Store {
     /// commit, before any of them is handed to a transport) and returns them.
     pub fn claim(&self, profile: &str, limit: usize, now: i64) -> Result<Vec<Claimed>, StoreError> {
         let mut connection = self.connection();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let claimed = {
             let mut statement = transaction.prepare_cached(
                 "UPDATE messages SET state = 'sending', attempts = attempts + 1, last_attempt_at = ?3
                  WHERE seq IN (SELECT seq FROM messages
                                WHERE state = 'queued' AND profile = ?1 AND next_attempt_at <= ?3
                                ORDER BY next_attempt_at, seq LIMIT ?2)
-                 RETURNING id, message_id, profile, context, envelope, bcc, body, attempts, accepted_at",
+                 RETURNING id, message_id, profile, context, envelope, bcc, body, attempts, age_from",
             )?;
             let rows = statement.query_map(params![profile, limit as i64, now], |row| {
                 Ok(Claimed {
@@ -348,7 +417,7 @@ impl Store {
                     bcc: row.get(5)?,
                     body: row.get(6)?,
                     attempts: row.get(7)?,
-                    accepted_at: row.get(8)?,
+                    age_from: row.get(8)?,
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?
@@ -410,7 +479,7 @@ impl Store {
         let connection = self.connection();
         let changed = connection.execute(
             "UPDATE messages SET state = 'queued', next_attempt_at = ?2, finished_at = NULL,
-                 accepted_at = ?2, notified = 0 WHERE id = ?1 AND state = 'dead'",
+                 age_from = ?2, notified = 0 WHERE id = ?1 AND state = 'dead'",
             params![id, now],
         )?;
         Ok(changed == 1)
@@ -452,7 +521,7 @@ impl Store {
 
     pub fn mark_notified(&self, ids: &[String], now: i64) -> Result<(), StoreError> {
         let mut connection = self.connection();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for id in ids {
             transaction.execute("UPDATE messages SET notified = 1 WHERE id = ?1", [id])?;
         }
@@ -489,8 +558,8 @@ enum Write {
 fn apply(connection: &Connection, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Enqueue(message, now) => connection.execute(
-            "INSERT INTO messages (id, idempotency_key, request_hash, caller_id, message_id, profile, generation, context, envelope, bcc, body, state, accepted_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12)",
+            "INSERT INTO messages (id, idempotency_key, request_hash, caller_id, message_id, profile, generation, context, envelope, bcc, body, state, accepted_at, age_from, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?12, ?12)",
             params![
                 message.id,
                 message.idempotency_key,

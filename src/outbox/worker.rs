@@ -15,7 +15,7 @@ use crate::resolve;
 use crate::transport::{Outgoing, SendError, Transports};
 
 use super::store::Finish;
-use super::{Claimed, Envelope, RetrySettings, Store, now_ms};
+use super::{Claimed, Envelope, RetrySettings, Store, ms, now_ms};
 
 /// The configuration deliveries run under: the daemon's serving
 /// generation, or the one loaded by `mailrules outbox deliver`.
@@ -407,8 +407,8 @@ fn decide(
             temporary: true,
             uncertain,
         } => {
-            let next_at = now + retry.delay_after(claimed.attempts).as_millis() as i64;
-            if next_at - claimed.accepted_at <= retry.max_age.as_millis() as i64 {
+            let next_at = now.saturating_add(ms(retry.delay_after(claimed.attempts)));
+            if next_at.saturating_sub(claimed.age_from) <= ms(retry.max_age) {
                 return Finish::Retry {
                     next_at,
                     error: error.clone(),

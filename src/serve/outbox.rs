@@ -100,23 +100,29 @@ fn observe(metrics: &Metrics, attempt: &Attempted) {
     }
 }
 
-/// The longest idempotency key taken.
-const MAX_KEY: usize = 255;
-
-/// The `Idempotency-Key` header, if given: printable ASCII, at most 255.
+/// The `Idempotency-Key` header, if given (once).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let mut given = headers.get_all("idempotency-key").iter();
+    let Some(value) = given.next() else {
         return Ok(None);
     };
-    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > MAX_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    let refused = |problem: &str, hint: String| {
         let problem = Problem {
             field: Some("Idempotency-Key".into()),
-            hint: Some("use 1 to 255 printable ASCII characters without spaces, e.g. the invoice number or a UUID".into()),
-            ..Problem::new("the `Idempotency-Key` header is not a valid key")
+            hint: Some(hint),
+            ..Problem::new(problem)
         };
-        return Err(Refusal(StatusCode::BAD_REQUEST, problem));
+        Refusal(StatusCode::BAD_REQUEST, problem)
+    };
+    if given.next().is_some() {
+        return Err(refused(
+            "the `Idempotency-Key` header is given more than once",
+            "send one key per request".into(),
+        ));
     }
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    outbox::check_idempotency_key(key)
+        .map_err(|hint| refused("the `Idempotency-Key` header is not a valid key", hint))?;
     Ok(Some(key.to_string()))
 }
 
