@@ -133,7 +133,10 @@ CREATE TABLE messages (
     copy_error      TEXT,
     notified        INTEGER NOT NULL DEFAULT 0
 );
+-- The dispatcher asks these on every wake-up (each accepted message):
+-- both indexes answer by seeking, not by reading every queued message.
 CREATE INDEX messages_due ON messages (state, profile, next_attempt_at);
+CREATE INDEX messages_next ON messages (state, next_attempt_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
@@ -367,8 +370,21 @@ impl Store {
     /// Profiles with messages due at `now`.
     pub fn due_profiles(&self, now: i64) -> Result<Vec<String>, StoreError> {
         let connection = self.connection();
+        // A skip scan: one index seek per profile with queued messages,
+        // then one for its earliest due time. `SELECT DISTINCT profile
+        // ... WHERE next_attempt_at <= now` read every queued message, on
+        // every wake-up: with 20,000 queued that capped accepting.
         let mut statement = connection.prepare_cached(
-            "SELECT DISTINCT profile FROM messages WHERE state = 'queued' AND next_attempt_at <= ?1",
+            "WITH RECURSIVE queued(profile) AS (
+                 SELECT (SELECT min(profile) FROM messages WHERE state = 'queued')
+                 UNION ALL
+                 SELECT (SELECT min(profile) FROM messages
+                         WHERE state = 'queued' AND profile > queued.profile)
+                 FROM queued WHERE queued.profile IS NOT NULL)
+             SELECT profile FROM queued
+             WHERE profile IS NOT NULL
+               AND (SELECT min(next_attempt_at) FROM messages
+                    WHERE state = 'queued' AND profile = queued.profile) <= ?1",
         )?;
         let rows = statement.query_map([now], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -660,4 +676,57 @@ fn view(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageView> {
         copy_error: row.get(18)?,
         size: row.get::<_, i64>(19)? as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, profile: &str) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            idempotency_key: None,
+            request_hash: String::new(),
+            caller_id: None,
+            message_id: format!("<{id}@test>"),
+            profile: profile.into(),
+            generation: 1,
+            context: "{}".into(),
+            envelope: "{}".into(),
+            bcc: String::new(),
+            body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn due_profiles_and_due_times_follow_each_profiles_earliest_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("outbox.db")).unwrap();
+        assert_eq!(store.due_profiles(1_000).unwrap(), Vec::<String>::new());
+        assert_eq!(store.next_due_after(0).unwrap(), None);
+        // alerts at 100 and 300; billing at 200; sales at 500.
+        for (id, profile, at) in [
+            ("a1", "alerts", 100),
+            ("b1", "billing", 200),
+            ("a2", "alerts", 300),
+            ("s1", "sales", 500),
+        ] {
+            store.enqueue(message(id, profile), at).unwrap();
+        }
+        assert_eq!(store.due_profiles(99).unwrap(), Vec::<String>::new());
+        assert_eq!(store.due_profiles(100).unwrap(), vec!["alerts"]);
+        assert_eq!(store.due_profiles(250).unwrap(), vec!["alerts", "billing"]);
+        assert_eq!(
+            store.due_profiles(500).unwrap(),
+            vec!["alerts", "billing", "sales"]
+        );
+        assert_eq!(store.next_due_after(100).unwrap(), Some(200));
+        assert_eq!(store.next_due_after(300).unwrap(), Some(500));
+        assert_eq!(store.next_due_after(500).unwrap(), None);
+        // A claimed (sending) message is not queued: billing is not due.
+        let claimed = store.claim("billing", 10, 250).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(store.due_profiles(250).unwrap(), vec!["alerts"]);
+        assert_eq!(store.next_due().unwrap(), Some(100));
+    }
 }
