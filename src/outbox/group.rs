@@ -1,8 +1,8 @@
 //! Group commit: a synchronous commit costs one `fsync` (about 230 µs on
-//! the machines here), so committing each accepted message alone caps the
-//! outbox near 2,000 a second. Writers queue here instead; whoever holds
-//! the connection next commits every write queued meanwhile in one
-//! transaction (one `fsync`), each in a savepoint of its own so that one
+//! the machines here), so committing each accepted message alone would
+//! cap the outbox at a few thousand a second. Writers queue here instead;
+//! whoever holds the connection next commits every write queued meanwhile
+//! in one transaction (one `fsync`), each in a savepoint of its own so that one
 //! failing write (a repeated idempotency key) does not undo the others.
 //! Every writer still returns only after its write is committed.
 
