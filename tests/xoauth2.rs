@@ -139,6 +139,71 @@ fn a_token_is_fetched_again_shortly_before_it_expires() {
     );
 }
 
+/// A batch that outlives its tokens: they live 2 s and are renewed when
+/// 0.4 s are left; the server takes three messages per connection, so the
+/// four workers log in again and again, concurrently, throughout. Each
+/// renewal is one fetch (the others wait for it), no two fetches fall in
+/// one lifetime, and no login ever presents an expired token.
+#[test]
+fn a_batch_across_several_expiries_refreshes_once_per_expiry() {
+    let tokens = TokenServer::start(2, &["--delay", "0.2"]);
+    let smtp = smtp_for(
+        &tokens,
+        &["--max-messages-per-connection", "3", "--data-delay", "0.15"],
+    );
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&tokens.url(OAUTH_TENANT)));
+    let dir = tempfile::tempdir().unwrap();
+    let batch = invoices(dir.path(), 120);
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE, "--batch"])
+        .arg(&batch)
+        .args(["--concurrency", "4", "--transport-override"])
+        .arg(&override_file)
+        .env("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET));
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert!(
+        result.stdout.contains("batch: 120 sent"),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(smtp.received().len(), 120, "each message once");
+
+    let logins = smtp.xoauth2_logins();
+    assert!(logins.len() >= 40, "a login per three messages: {logins:?}");
+    assert!(
+        logins.iter().all(|(verdict, ..)| verdict == "accepted"),
+        "no expired token presented: {logins:?}"
+    );
+    // The endpoint's issued tokens, with their expiry times, in order.
+    let issued: Vec<(String, f64)> = std::fs::read_to_string(tokens.tokens_file())
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (token, expiry) = line.split_once(' ').unwrap();
+            (token.to_string(), expiry.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(tokens.requests().len(), issued.len());
+    assert!(
+        issued.len() >= 3,
+        "the batch (over 4.5 s: 120 messages of 0.15 s on 4 workers) spans at least two renewals: {issued:?}"
+    );
+    for pair in issued.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(
+            gap >= 1.5,
+            "a token is renewed only when a fifth of its 2 s life is left, once: {issued:?}"
+        );
+    }
+    for (token, _) in &issued {
+        assert!(
+            logins.iter().any(|(_, _, used)| used == token),
+            "every fetched token was used: no fetch was wasted"
+        );
+    }
+}
+
 #[test]
 fn a_refresh_token_and_a_token_command_are_token_sources_too() {
     let tokens = TokenServer::start(3600, &[]);

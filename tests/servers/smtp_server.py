@@ -55,8 +55,13 @@ class Spool:
     """Stores accepted messages; numbered in arrival order."""
 
     def __init__(self, directory, implicit_tls, replies, reply_count, hang_up_after_data,
-                 data_delay=0.0, xoauth2_tokens=None, reject_rcpt=()):
+                 data_delay=0.0, xoauth2_tokens=None, reject_rcpt=(),
+                 max_messages_per_connection=0):
         self.directory = directory
+        # Like Exchange Online and Gmail: a connection takes this many
+        # messages (0: any number), then MAIL gets 421 and it is closed.
+        self.max_messages = max_messages_per_connection
+        self.messages_on = {}
         self.reject_rcpt = set(a.lower() for a in reject_rcpt)
         self.data_delay = data_delay
         self.xoauth2_tokens = xoauth2_tokens
@@ -120,6 +125,10 @@ class Spool:
                           message="535 5.7.8 Username and Password not accepted")
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.max_messages and self.messages_on.get(session.peer, 0) >= self.max_messages:
+            # Closed once the reply is written (close() flushes first).
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many messages on this connection, try again"
         reply = self.scripted("mail")
         if reply:
             return reply
@@ -147,6 +156,7 @@ class Spool:
         with self.lock:
             self.count += 1
             number = self.count
+            self.messages_on[session.peer] = self.messages_on.get(session.peer, 0) + 1
         base = os.path.join(self.directory, "%06d" % number)
         with open(base + ".eml.tmp", "wb") as f:
             f.write(envelope.original_content)
@@ -219,6 +229,8 @@ def main():
                         help="wait this many seconds before answering the end of DATA")
     parser.add_argument("--reject-rcpt", action="append", default=[],
                         help="refuse RCPT TO this address with 550 5.1.1 (repeatable)")
+    parser.add_argument("--max-messages-per-connection", type=int, default=0,
+                        help="accept this many messages per connection, then 421 and close")
     parser.add_argument("--password-env", required=True,
                         help="environment variable holding the accepted password")
     args = parser.parse_args()
@@ -239,7 +251,8 @@ def main():
     )
     def spool(implicit_tls):
         return Spool(args.spool, implicit_tls, replies, args.reply_count, args.hang_up_after_data,
-                     args.data_delay, args.xoauth2_tokens, args.reject_rcpt)
+                     args.data_delay, args.xoauth2_tokens, args.reject_rcpt,
+                     args.max_messages_per_connection)
 
     if args.security == "starttls":
         controller = Controller(spool(False), tls_context=context, require_starttls=True, **common)
