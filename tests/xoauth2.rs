@@ -268,6 +268,8 @@ fn check_obtains_a_token_and_logs_in_without_sending() {
 fn every_token_failure_says_what_to_check() {
     let tokens = TokenServer::start(3600, &[]);
     let no_consent = TokenServer::start(3600, &["--no-consent"]);
+    let outage = TokenServer::start(3600, &["--outage", "503"]);
+    let throttled = TokenServer::start(3600, &["--outage", "429"]);
     let smtp = smtp_for(&tokens, &[]);
     let url = tokens.url(OAUTH_TENANT);
     let nobody_listens = format!(
@@ -288,6 +290,34 @@ fn every_token_failure_says_what_to_check() {
             OAUTH_CLIENT_SECRET,
             "AADSTS90002",
             "the tenant in `token_url` is unknown",
+        ),
+        (
+            "unknown client id",
+            client_credentials(&url).replace(OAUTH_CLIENT_ID, "0000-not-registered"),
+            OAUTH_CLIENT_SECRET,
+            "AADSTS700016",
+            "no app with this `client_id` in the tenant",
+        ),
+        (
+            "delegated scope in the app-only flow",
+            client_credentials(&url).replace(".default", "SMTP.Send"),
+            OAUTH_CLIENT_SECRET,
+            "invalid_scope: AADSTS1002012",
+            "check `scope`: https://outlook.office365.com/.default",
+        ),
+        (
+            "endpoint outage",
+            client_credentials(&outage.url(OAUTH_TENANT)),
+            OAUTH_CLIENT_SECRET,
+            "HTTP 503 without an OAuth 2.0 answer",
+            "retried as a temporary failure",
+        ),
+        (
+            "endpoint throttling",
+            client_credentials(&throttled.url(OAUTH_TENANT)),
+            OAUTH_CLIENT_SECRET,
+            "HTTP 429 without an OAuth 2.0 answer",
+            "retried as a temporary failure",
         ),
         (
             "no admin consent",
@@ -346,12 +376,20 @@ fn every_token_failure_says_what_to_check() {
     // secret is not.
     let dir = tempfile::tempdir().unwrap();
     let batch = invoices(dir.path(), 1);
-    for (token, temporary) in [
+    for (n, (token, temporary)) in [
         (client_credentials(&nobody_listens), true),
+        (client_credentials(&outage.url(OAUTH_TENANT)), true),
         (client_credentials(&url), false),
-    ] {
+        (
+            client_credentials(&url).replace(".default", "SMTP.Send"),
+            false,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let override_file = smtp.xoauth2_override(MAILBOX, &token);
-        let results = dir.path().join(format!("results-{temporary}.jsonl"));
+        let results = dir.path().join(format!("results-{n}.jsonl"));
         let result = run(mailrules()
             .args(["send", "--config", EXAMPLE, "--batch"])
             .arg(&batch)

@@ -6,10 +6,14 @@ Microsoft's (POST /<tenant>/oauth2/v2.0/token) and answering like it:
   grant_type=refresh_token with the right refresh token: 200 with a new
   access token, `expires_in` seconds long (appended to --tokens, which the
   SMTP test server reads to accept AUTH XOAUTH2);
-- a wrong client id or secret: 401 invalid_client (AADSTS7000215);
+- an unknown client id: 400 unauthorized_client (AADSTS700016);
+- a wrong client secret: 401 invalid_client (AADSTS7000215);
+- client credentials with a scope not ending in /.default: 400
+  invalid_scope (AADSTS1002012);
 - a wrong refresh token: 400 invalid_grant;
 - an unknown tenant: 400 invalid_request (AADSTS90002);
-- --no-consent: 400 invalid_grant (AADSTS65001).
+- --no-consent: 400 invalid_grant (AADSTS65001);
+- --outage STATUS: that status with an HTML page (an outage, throttling).
 
 Every request is logged to --log as one line: `<grant_type>`.
 """
@@ -38,6 +42,9 @@ def main():
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds to wait before answering (concurrency tests)")
     parser.add_argument("--no-consent", action="store_true")
+    parser.add_argument("--outage", type=int,
+                        help="answer every request with this HTTP status and an HTML page "
+                             "(503: an outage, 429: throttled)")
     parser.add_argument("--tokens", required=True)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
@@ -68,6 +75,13 @@ def main():
             with lock, open(args.log, "a") as log:
                 log.write(grant + "\n")
             time.sleep(args.delay)
+            if args.outage:
+                page = b"<html><body>Service unavailable</body></html>"
+                self.send_response(args.outage)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                return self.wfile.write(page)
             tenant = self.path.split("/")[1] if self.path.count("/") >= 2 else ""
             if self.path != "/%s/oauth2/v2.0/token" % tenant:
                 return self.refuse(404, "invalid_request", "no such endpoint")
@@ -83,6 +97,12 @@ def main():
                 if field("client_secret") != client_secret:
                     return self.refuse(401, "invalid_client",
                                        "AADSTS7000215: Invalid client secret provided.")
+                if not field("scope").endswith("/.default"):
+                    return self.refuse(400, "invalid_scope",
+                                       "AADSTS1002012: The provided value for scope %s is not "
+                                       "valid. Client credential flows must have a scope value "
+                                       "with /.default suffixed to the resource identifier."
+                                       % field("scope"))
             elif grant == "refresh_token":
                 if field("refresh_token") != refresh_token:
                     return self.refuse(400, "invalid_grant",
