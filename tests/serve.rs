@@ -137,6 +137,7 @@ impl Observer {
         self.stop.store(true, Ordering::Relaxed);
         let seen = self.thread.join().unwrap();
         let allowed: BTreeSet<String> = versions.iter().map(|&v| version_name(v)).collect();
+        assert!(!seen.is_empty(), "the observer saw no answer at all");
         assert!(
             seen.is_subset(&allowed),
             "served something else than versions {versions:?}: {seen:?}"
@@ -154,6 +155,47 @@ fn wait_for_generation(daemon: &Daemon, generation: u64) -> serde_json::Value {
 fn assert_stays(daemon: &Daemon, generation: u64) {
     std::thread::sleep(SETTLE);
     assert_eq!(daemon.generation(), generation, "{}", daemon.logs());
+}
+
+/// Reloads so far with `outcome` (applied, rejected, unchanged), from
+/// `/metrics`.
+fn reloads_with(daemon: &Daemon, outcome: &str) -> u64 {
+    let metrics = daemon.get("/metrics").text;
+    let prefix = format!("mailrules_config_reloads_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// Every reload so far, whatever its outcome: an event burst that caused
+/// two reloads (the second one `unchanged`) shows here.
+fn reloads(daemon: &Daemon) -> u64 {
+    ["applied", "rejected", "unchanged"]
+        .iter()
+        .map(|outcome| reloads_with(daemon, outcome))
+        .sum()
+}
+
+/// The configuration files under `dir` (not hidden), as `/v1/config`
+/// counts them.
+fn config_files(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            count += config_files(&entry.path());
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            count += 1;
+        }
+    }
+    count
 }
 
 fn start(config: &Path, extra: &[&str]) -> Daemon {
@@ -199,6 +241,7 @@ fn editor_saves_apply_once_each_and_editor_files_are_ignored() {
     wait_for_generation(&daemon, 2);
     assert_eq!(served_from(&daemon), version_name(2));
     assert_stays(&daemon, 2);
+    assert_eq!(reloads(&daemon), 1, "one save, one reload");
 
     // Truncate, then write (nano, `>` in a shell): the empty file in
     // between is no config and must never serve.
@@ -209,6 +252,7 @@ fn editor_saves_apply_once_each_and_editor_files_are_ignored() {
     wait_for_generation(&daemon, 3);
     assert_eq!(served_from(&daemon), version_name(3));
     assert_stays(&daemon, 3);
+    assert_eq!(reloads(&daemon), 2, "one save, one reload");
 
     // Delete, then create.
     std::fs::remove_file(&profiles).unwrap();
@@ -217,6 +261,7 @@ fn editor_saves_apply_once_each_and_editor_files_are_ignored() {
     wait_for_generation(&daemon, 4);
     assert_eq!(served_from(&daemon), version_name(4));
     assert_stays(&daemon, 4);
+    assert_eq!(reloads(&daemon), 3, "one save, one reload");
 
     // Swap, backup and probe files of editors are not config: no reload.
     let last_reload = daemon.get("/v1/config").json["last_reload"].clone();
@@ -232,6 +277,8 @@ fn editor_saves_apply_once_each_and_editor_files_are_ignored() {
     let now = daemon.get("/v1/config").json;
     assert_eq!(now["last_reload"], last_reload, "no reload at all");
     assert_eq!(now["generation"], 4);
+    assert_eq!(reloads(&daemon), 3);
+    assert_eq!(reloads_with(&daemon, "rejected"), 0, "never a broken one");
     observer.assert_only(&[1, 2, 3, 4]);
 }
 
@@ -256,6 +303,11 @@ fn a_swapped_volume_directory_is_picked_up_and_its_hidden_directories_are_not_co
     }
     let daemon = start(root, &[]);
     let files = daemon.get("/v1/config").json["files"].clone();
+    assert_eq!(
+        files,
+        config_files(&config.path),
+        "each file once, through its symlink; the hidden directories are not read"
+    );
     let observer = Observer::start(&daemon.url);
 
     let second = root.join("..2026_12_03_10_05_00.2");
@@ -272,6 +324,7 @@ fn a_swapped_volume_directory_is_picked_up_and_its_hidden_directories_are_not_co
         "the hidden directories are not read as more config"
     );
     assert_stays(&daemon, 2);
+    assert_eq!(reloads(&daemon), 1, "one swap, one reload");
     observer.assert_only(&[1, 2]);
 }
 
@@ -314,6 +367,11 @@ fn a_git_checkout_of_many_files_is_one_reload() {
     wait_for_generation(&daemon, 2);
     assert_eq!(served_from(&daemon), version_name(2));
     assert_stays(&daemon, 2);
+    assert_eq!(
+        reloads(&daemon),
+        1,
+        "five files in one checkout, one reload"
+    );
     observer.assert_only(&[1, 2]);
 }
 
@@ -549,6 +607,7 @@ fn sends_during_reloads_each_use_one_config_from_start_to_end() {
             }
         })
     };
+    let observer = Observer::start(&daemon.url);
     let mut generations = BTreeSet::new();
     for n in 0..40 {
         let request = invoice_request(&format!("klant{n}@example.com"), json!({}));
@@ -564,6 +623,25 @@ fn sends_during_reloads_each_use_one_config_from_start_to_end() {
         generations.len() > 2,
         "sent under several generations: {generations:?}"
     );
+    // The last edit: version 3, with a valid system.yaml. It serves.
+    std::fs::copy(
+        format!("{EXAMPLE}/system.yaml"),
+        config.path.join("system.yaml"),
+    )
+    .unwrap();
+    config.write_version(&config.path, 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while served_from(&daemon) != version_name(3) {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(SETTLE);
+    assert_eq!(served_from(&daemon), version_name(3), "and stays");
+    assert!(
+        reloads_with(&daemon, "rejected") > 0,
+        "broken edits happened"
+    );
+    observer.assert_only(&[1, 2, 3]);
 
     let received = server.received();
     assert_eq!(received.len(), 40);
@@ -799,6 +877,26 @@ fn send_preview_and_metrics() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
+    let health = daemon.get("/healthz");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json, json!({"status": "ok", "generation": 1}));
+
+    // A reload is counted, and /v1/config tells when it was loaded.
+    let first = daemon.get("/v1/config").json;
+    let loaded_at =
+        |c: &serde_json::Value| humantime::parse_rfc3339(c["loaded_at"].as_str().unwrap()).unwrap();
+    config.write_version(&config.path, 2);
+    let second = wait_for_generation(&daemon, 2);
+    assert!(loaded_at(&second) > loaded_at(&first), "{first} / {second}");
+    assert_eq!(second["last_reload"]["outcome"], "applied");
+    assert_eq!(reloads_with(&daemon, "applied"), 1);
+    let metrics = daemon.get("/metrics").text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "mailrules_config_generation 2"),
+        "{metrics}"
+    );
 
     // A refused message is counted as failed, with the server's reply.
     drop(daemon);
