@@ -37,9 +37,18 @@ echo "== reload latency: $CHANGES renames, debounce ${DEBOUNCE_MS} ms"
 python3 benches/serve/reload_latency.py "$URL" "$WORK/config" "$CHANGES" "$DEBOUNCE_MS"
 
 echo "== requests per second, wrk -t2 -c64 -d${SECONDS_EACH}s"
-rate() { sed -n 's/^Requests\/sec: *//p'; }
-HEALTHZ=$(wrk -t2 -c64 -d"${SECONDS_EACH}s" "$URL/healthz" | rate)
-EXPLAIN=$(wrk -t2 -c64 -d"${SECONDS_EACH}s" -s benches/serve/explain.lua "$URL/v1/explain" | rate)
+# checked_rate ARGS...: wrk's requests/s; a run with any error answer
+# (wrk's "Non-2xx" line) or socket error is invalid, not a figure.
+checked_rate() {
+  wrk -t2 -c64 -d"${SECONDS_EACH}s" "$@" > "$WORK/wrk.out"
+  if grep -q "Non-2xx\|Socket errors" "$WORK/wrk.out"; then
+    cat "$WORK/wrk.out" >&2
+    exit 1
+  fi
+  sed -n 's/^Requests\/sec: *//p' "$WORK/wrk.out"
+}
+HEALTHZ=$(checked_rate "$URL/healthz")
+EXPLAIN=$(checked_rate -s benches/serve/explain.lua "$URL/v1/explain")
 python3 - "$HEALTHZ" "$EXPLAIN" <<'PY'
 import sys
 healthz, explain = float(sys.argv[1]), float(sys.argv[2])
