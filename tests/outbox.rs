@@ -190,28 +190,33 @@ fn post_all(daemon: &Daemon, numbers: &[usize]) -> HashMap<usize, String> {
 #[test]
 fn a_daemon_killed_mid_batch_loses_nothing_and_sends_again_only_what_was_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SmtpServer::start("starttls");
+    // 10 ms per message: a delivery stays in flight long enough for the
+    // kill below to catch it.
+    let server = SmtpServer::start_with("starttls", &["--data-delay", "0.01"]);
     let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
     let outbox = outbox_in(dir.path());
     let all: Vec<usize> = (1..=5000).collect();
 
     let first = daemon(&outbox, &override_file, &[]);
-    let (before_kill, mut killer) = (std::sync::Mutex::new(HashMap::new()), None);
+    let (before_kill, mut arrived_at_kill) = (std::sync::Mutex::new(HashMap::new()), 0);
     std::thread::scope(|scope| {
         scope.spawn(|| *before_kill.lock().unwrap() = post_all(&first, &all));
-        // kill -9 once a good part has arrived, with deliveries in flight.
+        // kill -9 once a good part has arrived, at a moment when messages
+        // are in delivery.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while server.received().len() < 1500 {
+        while server.received().len() < 1000
+            || first.get("/v1/messages?limit=0").json["counts"]["sending"] == 0
+        {
             assert!(Instant::now() < deadline, "deliveries did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
         first.signal("KILL");
-        killer = Some(server.received().len());
+        arrived_at_kill = server.received().len();
     });
     let before_kill = before_kill.into_inner().unwrap();
-    assert!(killer.is_some());
+    assert!(arrived_at_kill < 5000, "killed in the middle of the batch");
     assert!(
-        before_kill.len() >= 1500,
+        before_kill.len() >= 1000,
         "accepted before the kill: {}",
         before_kill.len()
     );
@@ -263,8 +268,8 @@ fn a_daemon_killed_mid_batch_loses_nothing_and_sends_again_only_what_was_in_flig
         "{duplicates} duplicates, {uncertain} uncertain"
     );
     assert!(
-        uncertain <= 8,
-        "at most the deliveries in flight: {uncertain}"
+        (1..=8).contains(&uncertain),
+        "the kill hit deliveries in flight (at most the profile's 4, twice over): {uncertain}"
     );
     let logs = second.logs();
     assert_eq!(
