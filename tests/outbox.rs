@@ -368,6 +368,10 @@ fn a_permanent_refusal_is_a_dead_letter_at_once_and_the_administrator_gets_one_s
         summary.contains(&id) && summary.contains("550 5.1.1"),
         "{summary}"
     );
+    assert!(
+        summary.contains("From: \"Acme Alerts\" <alerts@acme.nl>"),
+        "sent through the alerts profile: {summary}"
+    );
 
     // A second dead letter within the interval: no second mail yet.
     daemon.post("/v1/send", &invoice(1).replace("inv-1", "inv-1b"));
