@@ -176,6 +176,74 @@ fn a_failed_render_is_reported_through_the_alerts_profile() {
     assert!(system.received().is_empty());
 }
 
+/// The server refuses the alert's recipient: a permanent rejection of
+/// this alert, not a broken profile. The administrator hears of it through
+/// the alerts profile, by the CLI and by the daemon alike.
+#[test]
+fn a_refused_alert_is_reported_through_the_alerts_profile() {
+    let alerts = SmtpServer::start_with("starttls", &["--reject-rcpt", "ops@example.com"]);
+    let system = SmtpServer::start("starttls");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        (alerts.port, &alerts.ca_file()),
+        &system,
+        Some("IT <it@example.com>"),
+    );
+    let result = alert(&config, true);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(result.stderr.contains("550 5.1.1"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("notified through profile `alerts`"),
+        "{}",
+        result.stderr
+    );
+    let received = alerts.received();
+    assert_eq!(received.len(), 1, "only the notice");
+    assert_eq!(received[0].rcpt_to, ["it@example.com"]);
+    assert_eq!(received[0].mail_from, "alerts@example.com");
+    let body = String::from_utf8_lossy(&received[0].data);
+    assert!(body.contains("Alert: disk-full"), "{body}");
+    assert!(body.contains("550 5.1.1"), "{body}");
+
+    let daemon = Daemon::start(&config, &[]);
+    let reply = daemon.post(
+        "/v1/alerts/disk-full",
+        r#"{"data": {"disk": "/srv", "percent": 99}}"#,
+    );
+    assert_eq!(reply.status, 502, "{}", reply.text);
+    assert_eq!(reply.json["status"], "failed");
+    assert_eq!(reply.json["temporary"], false);
+    assert_eq!(reply.json["admin"]["status"], "notified", "{}", reply.text);
+    assert_eq!(reply.json["admin"]["profile"], "alerts");
+    assert_eq!(alerts.received().len(), 2, "the daemon's notice too");
+    assert!(system.received().is_empty());
+}
+
+/// Without `alerts.profile`, alerts use the system profile (level 4).
+#[test]
+fn an_alerts_section_without_a_profile_uses_the_system_profile() {
+    let (alerts, system) = (SmtpServer::start("starttls"), SmtpServer::start("starttls"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), (alerts.port, &alerts.ca_file()), &system, None);
+    common::edit(&config, "alerts:\n  profile: alerts\n", "alerts:\n");
+    let result = alert(&config, true);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stdout.contains("with profile `general`"),
+        "{}",
+        result.stdout
+    );
+    assert_eq!(system.received().len(), 1);
+    assert_eq!(system.received()[0].rcpt_to, ["ops@example.com"]);
+    assert!(alerts.received().is_empty());
+    let explained = run(mailrules()
+        .args(["explain", "--alert", "disk-full", "--config"])
+        .arg(&config));
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    assert!(explained.stdout.contains("general"), "{}", explained.stdout);
+}
+
 #[test]
 fn without_an_admin_address_the_error_is_only_reported() {
     let system = SmtpServer::start("starttls");

@@ -102,9 +102,16 @@ pub fn send(
         Ok(()) => None,
         Err(error) => {
             delivery.fail(&error);
-            // A transport error of the alert is the alerts profile failing:
-            // the notice then goes through the system profile.
-            let profile_broken = matches!(error, CliError::Send(_));
+            // No connection, no login secret, no answer: the alerts
+            // profile's transport is the broken part, and the notice goes
+            // through the system profile. A reply refusing the alert (an
+            // unknown recipient, a refused login or sender) may be about
+            // this alert only: the alerts profile is tried first, and the
+            // system profile after it if it refuses the notice too.
+            let profile_broken = matches!(
+                &error,
+                CliError::Send(send) if !matches!(send, SendError::Rejected { .. })
+            );
             Some(notify_admin(
                 prepared,
                 transports,
