@@ -241,7 +241,13 @@ fn an_alerts_section_without_a_profile_uses_the_system_profile() {
         .args(["explain", "--alert", "disk-full", "--config"])
         .arg(&config));
     assert_eq!(explained.code, 0, "{}", explained.stderr);
-    assert!(explained.stdout.contains("general"), "{}", explained.stdout);
+    assert!(
+        explained
+            .stdout
+            .contains("profile: general (level 4, system)"),
+        "{}",
+        explained.stdout
+    );
 }
 
 #[test]
