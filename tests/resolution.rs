@@ -403,3 +403,60 @@ fn every_matrix_row_equals_a_direct_resolution() {
         }
     }
 }
+
+/// `copy_to_sent` is a personal field like `from`: the user's own folder
+/// wins at levels 3 and 4, and is listed as ignored at levels 1 and 2.
+#[test]
+fn a_personal_copy_to_sent_applies_at_levels_3_and_4_only() {
+    let shared = "{host: imap.x.example, port: 993, security: tls, account: {username: shared@x.example, password: {env: P}}, folder: Shared}";
+    let own = "{host: imap.x.example, port: 993, security: tls, account: {username: me@x.example, password: {env: P}}, folder: Mine}";
+    let yaml = BASE
+        .replace(
+            "  sys: {file: {dir: out}, from: sys@x.example,",
+            &format!("  sys: {{file: {{dir: out}}, copy_to_sent: {shared}, from: sys@x.example,"),
+        )
+        .replace(
+            "  adm: {file: {dir: out}, from: adm@x.example}",
+            &format!("  adm: {{file: {{dir: out}}, copy_to_sent: {shared}, from: adm@x.example}}"),
+        )
+        .replace(
+            "    personal: {enabled: true, from: me2@x.example}",
+            &format!("    personal: {{enabled: true, from: me2@x.example, copy_to_sent: {own}}}"),
+        )
+        .replace(
+            "profile: own, from: me@x.example,",
+            &format!("profile: own, copy_to_sent: {own}, from: me@x.example,"),
+        );
+    let config = load(&yaml);
+    let folder = |r: &Resolution<'_>| r.effective.copy_to_sent.map(|c| c.folder.clone());
+
+    let system = process(&config, "open", "overrides-only", "invoice", None).unwrap();
+    assert_eq!(system.level, Level::System);
+    assert_eq!(
+        folder(&system).as_deref(),
+        Some("Mine"),
+        "personal wins at 4"
+    );
+    assert_eq!(
+        &*field(&system, "copy_to_sent").origin.what,
+        "personal settings of `overrides-only`"
+    );
+
+    let personal = process(&config, "open", "with-profile", "invoice", None).unwrap();
+    assert_eq!(personal.level, Level::Personal);
+    assert_eq!(folder(&personal).as_deref(), Some("Mine"), "and at 3");
+
+    let pinned = process(&config, "pinned", "overrides-only", "invoice", Some("en")).unwrap();
+    assert_eq!(pinned.level, Level::Administration);
+    assert_eq!(
+        folder(&pinned).as_deref(),
+        Some("Shared"),
+        "the administration's profile keeps its folder at level 2"
+    );
+    let trace = field(&pinned, "copy_to_sent");
+    assert_eq!(
+        trace.shadowed[0].ignored.as_deref(),
+        Some("profile pinned by administration `pinned`"),
+        "the personal folder is shown as ignored"
+    );
+}
