@@ -21,7 +21,7 @@ pub(super) fn run(config: &Config, broken: &Broken, out: &mut Diagnostics) {
         check_send_as(profile, out);
     }
     for user in config.users.values() {
-        check_personal_send_as(user, out);
+        check_personal_send_as(config, user, out);
     }
 }
 
@@ -107,21 +107,38 @@ fn check_send_as(profile: &Profile, out: &mut Diagnostics) {
     }
 }
 
-fn check_personal_send_as(user: &User, out: &mut Diagnostics) {
+/// A personal `from` applies where the personal profile (level 3) or the
+/// system profile (level 4) wins, and logs in with the personal account or
+/// else that profile's: a sender that is not that login needs send-as
+/// rights too (an XOAUTH2 token is for one mailbox).
+fn check_personal_send_as(config: &Config, user: &User, out: &mut Diagnostics) {
     let Some(personal) = user.personal.as_ref().filter(|p| p.enabled.value) else {
         return;
     };
-    if let (Some(from), Some(account)) = (&personal.from, &personal.account) {
-        let sender = from.value.email.to_string();
-        if !account.value.username.eq_ignore_ascii_case(&sender) {
-            let path = format!("users.{}.personal.from", user.id);
-            out.push(send_as_warning(
-                &from.at,
-                path,
-                &sender,
-                &account.value.username,
-            ));
+    let Some(from) = &personal.from else {
+        return;
+    };
+    let login = match &personal.account {
+        Some(account) => account.value.username.clone(),
+        None => {
+            let profile = personal
+                .profile
+                .as_ref()
+                .or(config.system.profile.as_ref())
+                .and_then(|id| config.profiles.get(&id.value));
+            let Some(Transport::Smtp(Smtp {
+                auth: Some(auth), ..
+            })) = profile.map(|p| &p.transport.value)
+            else {
+                return;
+            };
+            auth.value.username.clone()
         }
+    };
+    let sender = from.value.email.to_string();
+    if !login.eq_ignore_ascii_case(&sender) {
+        let path = format!("users.{}.personal.from", user.id);
+        out.push(send_as_warning(&from.at, path, &sender, &login));
     }
 }
 
