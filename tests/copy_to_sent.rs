@@ -11,14 +11,17 @@ use common::*;
 
 const FOLDER: &str = "Verzonden items";
 
-/// A copy of the example whose `billing` profile keeps copies on `imap`
-/// (`create_folder` as given); the invoice goes through `smtp`.
+/// A copy of the example, and a `--transport-override` file that sends
+/// through `smtp` and keeps copies on `imap` (`create_folder` as given).
+/// The copy must be in the override: an override without one stores no
+/// copies (see the last test).
 fn example_with_copy(
     imap: &ImapServer,
+    smtp: &SmtpServer,
     password_env: &str,
     create_folder: bool,
-) -> tempfile::TempDir {
-    example_with_copy_over(imap, imap.port, "tls", password_env, create_folder)
+) -> (tempfile::TempDir, PathBuf) {
+    example_with_copy_over(imap, imap.port, "tls", smtp, password_env, create_folder)
 }
 
 /// The same, over `port` with `security` (`tls` or `starttls`).
@@ -26,19 +29,37 @@ fn example_with_copy_over(
     imap: &ImapServer,
     port: u16,
     security: &str,
+    smtp: &SmtpServer,
     password_env: &str,
     create_folder: bool,
-) -> tempfile::TempDir {
+) -> (tempfile::TempDir, PathBuf) {
     let dir = example_copy();
-    edit(
-        &dir.path().join("acme/config/profiles.yaml"),
-        "    bcc: [\"archief@acme.nl\"]\n",
-        &format!(
-            "    bcc: [\"archief@acme.nl\"]\n    copy_to_sent:\n      host: localhost\n      port: {port}\n      security: {security}\n      ca_file: {}\n      account:\n        username: {IMAP_USER}\n        password: {{env: {password_env}}}\n      folder: {FOLDER}\n      create_folder: {create_folder}\n",
-            imap.ca_file().display()
+    let smtp_part =
+        std::fs::read_to_string(smtp.override_file("starttls", "TEST_SMTP_PASSWORD")).unwrap();
+    let override_file = dir.path().join("override-with-copy.yaml");
+    std::fs::write(
+        &override_file,
+        format!(
+            "{smtp_part}{}",
+            copy_block(imap, port, security, password_env, create_folder)
         ),
-    );
-    dir
+    )
+    .unwrap();
+    (dir, override_file)
+}
+
+/// A `copy_to_sent` block (at the top level) for `imap`.
+fn copy_block(
+    imap: &ImapServer,
+    port: u16,
+    security: &str,
+    password_env: &str,
+    create_folder: bool,
+) -> String {
+    format!(
+        "copy_to_sent:\n  host: localhost\n  port: {port}\n  security: {security}\n  ca_file: {}\n  account:\n    username: {IMAP_USER}\n    password: {{env: {password_env}}}\n  folder: {FOLDER}\n  create_folder: {create_folder}\n",
+        imap.ca_file().display()
+    )
 }
 
 fn config(dir: &tempfile::TempDir) -> PathBuf {
@@ -46,7 +67,7 @@ fn config(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 /// `send` of one invoice with the copy's password in `IMAP_PASSWORD_ENV`.
-fn send(config: &Path, smtp: &SmtpServer, imap_password: &str) -> Run {
+fn send(config: &Path, override_file: &Path, imap_password: &str) -> Run {
     run(mailrules()
         .args(["send", "--config"])
         .arg(config)
@@ -54,7 +75,7 @@ fn send(config: &Path, smtp: &SmtpServer, imap_password: &str) -> Run {
         .args(["--to", "Klant <klant@example.com>"])
         .args(["--data", &format!("{DATA}/sales_invoice.json")])
         .arg("--transport-override")
-        .arg(smtp.override_file("starttls", "TEST_SMTP_PASSWORD"))
+        .arg(override_file)
         .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
         .env("IMAP_PASSWORD_ENV", imap_password))
 }
@@ -63,8 +84,8 @@ fn send(config: &Path, smtp: &SmtpServer, imap_password: &str) -> Run {
 fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
     let imap = ImapServer::start();
     let smtp = SmtpServer::start("starttls");
-    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
-    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    let (dir, override_file) = example_with_copy(&imap, &smtp, "IMAP_PASSWORD_ENV", true);
+    let result = send(&config(&dir), &override_file, IMAP_PASSWORD);
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result.stdout.contains(&format!(
@@ -111,7 +132,7 @@ fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
         .arg("--results")
         .arg(&results)
         .arg("--transport-override")
-        .arg(smtp.override_file("starttls", "TEST_SMTP_PASSWORD"))
+        .arg(&override_file)
         .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
         .env("IMAP_PASSWORD_ENV", IMAP_PASSWORD));
     assert_eq!(result.code, 0, "{}", result.stderr);
@@ -123,7 +144,6 @@ fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
     assert_eq!(imap.messages(FOLDER).len(), 3);
 
     // So does the daemon's answer.
-    let override_file = smtp.override_file("starttls", "TEST_SMTP_PASSWORD");
     let daemon = Daemon::start_with(
         &config(&dir),
         &["--transport-override", override_file.to_str().unwrap()],
@@ -143,14 +163,15 @@ fn the_sent_message_is_stored_in_the_folder_as_read_with_its_bcc() {
 fn the_copy_can_go_over_starttls() {
     let imap = ImapServer::start();
     let smtp = SmtpServer::start("starttls");
-    let dir = example_with_copy_over(
+    let (dir, override_file) = example_with_copy_over(
         &imap,
         imap.starttls_port,
         "starttls",
+        &smtp,
         "IMAP_PASSWORD_ENV",
         true,
     );
-    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    let result = send(&config(&dir), &override_file, IMAP_PASSWORD);
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result.stdout.contains(&format!(
@@ -168,11 +189,11 @@ fn the_copy_can_go_over_starttls() {
 fn with_imap_down_the_send_succeeds_once_and_the_copy_is_tried_again() {
     let smtp = SmtpServer::start("starttls");
     let mut imap = ImapServer::prepare();
-    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+    let (dir, override_file) = example_with_copy(&imap, &smtp, "IMAP_PASSWORD_ENV", true);
 
     // Never up: the message is sent, the copy fails after its retries.
     let started = Instant::now();
-    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    let result = send(&config(&dir), &override_file, IMAP_PASSWORD);
     assert_eq!(result.code, 0, "the message went out: {}", result.stderr);
     assert!(
         result.stderr.contains(
@@ -195,10 +216,7 @@ fn with_imap_down_the_send_succeeds_once_and_the_copy_is_tried_again() {
     // Up a moment after the send: a later attempt stores the copy.
     let config = config(&dir);
     let sending = std::thread::spawn({
-        let (config, override_file) = (
-            config.clone(),
-            smtp.override_file("starttls", "TEST_SMTP_PASSWORD"),
-        );
+        let (config, override_file) = (config.clone(), override_file.clone());
         move || {
             run(mailrules()
                 .args(["send", "--config"])
@@ -232,8 +250,8 @@ fn a_refused_copy_says_why_and_does_not_fail_the_send() {
     let smtp = SmtpServer::start("starttls");
 
     // The folder does not exist and may not be created.
-    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", false);
-    let result = send(&config(&dir), &smtp, IMAP_PASSWORD);
+    let (dir, override_file) = example_with_copy(&imap, &smtp, "IMAP_PASSWORD_ENV", false);
+    let result = send(&config(&dir), &override_file, IMAP_PASSWORD);
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result
@@ -251,8 +269,8 @@ fn a_refused_copy_says_why_and_does_not_fail_the_send() {
     );
 
     // A wrong password: permanent, not tried again, never shown.
-    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
-    let result = send(&config(&dir), &smtp, "wrong-imap-password");
+    let (dir, override_file) = example_with_copy(&imap, &smtp, "IMAP_PASSWORD_ENV", true);
+    let result = send(&config(&dir), &override_file, "wrong-imap-password");
     assert_eq!(result.code, 0, "{}", result.stderr);
     assert!(
         result
@@ -272,9 +290,8 @@ fn a_refused_copy_says_why_and_does_not_fail_the_send() {
 fn a_message_delivered_from_the_outbox_keeps_its_copy_and_the_outbox_records_it() {
     let smtp = SmtpServer::start("starttls");
     let imap = ImapServer::start();
-    let dir = example_with_copy(&imap, "IMAP_PASSWORD_ENV", true);
+    let (dir, override_file) = example_with_copy(&imap, &smtp, "IMAP_PASSWORD_ENV", true);
     let outbox = dir.path().join("outbox.db");
-    let override_file = smtp.override_file("starttls", "TEST_SMTP_PASSWORD");
     let outbox_run = |args: &[&str], imap_password: &str| {
         run(mailrules()
             .arg("--config")
@@ -345,4 +362,49 @@ fn a_message_delivered_from_the_outbox_keeps_its_copy_and_the_outbox_records_it(
         "no secret in the record"
     );
     assert_eq!(smtp.received().len(), 2, "each message sent once");
+}
+
+/// An override sends elsewhere (a test server, a staging relay): the
+/// profile's copy (acme-be's Microsoft 365 folder) is not stored, and
+/// explain says why.
+#[test]
+fn an_override_without_a_copy_stores_no_copy() {
+    let smtp = SmtpServer::start("starttls");
+    let override_file = smtp.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let context = ["-a", "acme-be", "-u", "kees", "-p", "order_confirmation"];
+    let explained = run(mailrules()
+        .args(["explain", "--config", EXAMPLE])
+        .args(context)
+        .arg("--transport-override")
+        .arg(&override_file));
+    assert_eq!(explained.code, 0, "{}", explained.stderr);
+    let line = explained
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("  copy_to_sent"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        line.contains("(none)") && line.contains("from transport override"),
+        "{}",
+        explained.stdout
+    );
+
+    let result = run(mailrules()
+        .args(["send", "--config", EXAMPLE])
+        .args(context)
+        .args(["--to", "klant@example.com"])
+        .args(["--data", &format!("{DATA}/order_confirmation.json")])
+        .arg("--transport-override")
+        .arg(&override_file)
+        .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD));
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(!result.stdout.contains("copy"), "{}", result.stdout);
+    assert!(
+        !result.stderr.contains("copy"),
+        "no attempt to store a copy: {}",
+        result.stderr
+    );
+    assert_eq!(smtp.received().len(), 1);
 }

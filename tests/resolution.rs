@@ -428,7 +428,7 @@ fn a_personal_copy_to_sent_applies_at_levels_3_and_4_only() {
             &format!("profile: own, copy_to_sent: {own}, from: me@x.example,"),
         );
     let config = load(&yaml);
-    let folder = |r: &Resolution<'_>| r.effective.copy_to_sent.map(|c| c.folder.clone());
+    let folder = |r: &Resolution<'_>| r.effective.copy_to_sent.as_ref().map(|c| c.folder.clone());
 
     let system = process(&config, "open", "overrides-only", "invoice", None).unwrap();
     assert_eq!(system.level, Level::System);

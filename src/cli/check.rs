@@ -8,7 +8,7 @@ use std::path::Path;
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 
-use crate::config::{self, Located, Transport, texts};
+use crate::config::{self, Transport, TransportOverride, texts};
 use crate::load;
 use crate::resolve::unknown;
 use crate::transport;
@@ -23,7 +23,7 @@ pub fn run(
 ) -> Result<u8, CliError> {
     let loaded = load::load(&source.path, source.options)?;
     let config = &loaded.config;
-    let over: Option<Located<Transport>> = match transport_override {
+    let over: Option<TransportOverride> = match transport_override {
         Some(file) => Some(
             config::load_transport_override(file, source.options)
                 .map_err(super::file_error("transport override", file))?,
@@ -42,7 +42,9 @@ pub fn run(
     let width = profiles.iter().map(|p| p.id.len()).max().unwrap_or(0);
     let mut failed = 0;
     for profile in profiles {
-        let transport = over.as_ref().map_or(&profile.transport.value, |o| &o.value);
+        let transport = over
+            .as_ref()
+            .map_or(&profile.transport.value, |o| &o.transport.value);
         let account = match transport {
             Transport::Smtp(smtp) => smtp.auth.as_ref().map(|a| &a.value),
             _ => None,

@@ -218,7 +218,7 @@ pub(crate) fn transmit(
             Ok(receipt) => {
                 delivery.status = Status::Sent;
                 delivery.reply = Some(receipt.reply);
-                if let Some(copy) = resolution.effective.copy_to_sent {
+                if let Some(copy) = &resolution.effective.copy_to_sent {
                     let message = rendered.sent_copy(resolution.effective.bcc);
                     delivery.copy = Some(CopyReport::of(transports.store_copy(copy, &message)));
                 }

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, LoadError, LoadOptions, Loaded, Located, Transport};
+use crate::config::{self, LoadError, LoadOptions, Loaded, TransportOverride};
 use crate::load;
 use crate::render::{self, FileAttachment, MessageInput, RenderError};
 use crate::resolve::{Request, ResolveError};
@@ -358,7 +358,7 @@ pub struct ConfigSource {
 /// The loaded config and the optional transport override of a command.
 pub struct Prepared {
     pub loaded: Loaded,
-    pub transport_override: Option<Located<Transport>>,
+    pub transport_override: Option<TransportOverride>,
 }
 
 impl Prepared {

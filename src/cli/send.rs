@@ -30,7 +30,7 @@ pub fn run(
         texts::transport(&resolution.effective.transport),
         receipt.reply
     );
-    if let Some(copy) = resolution.effective.copy_to_sent {
+    if let Some(copy) = &resolution.effective.copy_to_sent {
         let message = rendered.sent_copy(resolution.effective.bcc);
         report_copy(&Transports::default().store_copy(copy, &message));
     }

@@ -95,17 +95,29 @@ pub fn compile(
     (if failed { None } else { Some(config) }, out.0)
 }
 
-/// Compiles the transport of a `--transport-override` file.
-pub fn compile_transport(
+/// Compiles a `--transport-override` file.
+pub fn compile_override(
     source: &SourceFile,
-    raw: &RawTransport,
-) -> Result<Located<Transport>, Vec<Diagnostic>> {
+    raw: &RawTransportOverride,
+) -> Result<TransportOverride, Vec<Diagnostic>> {
     let mut out = Diagnostics::default();
     let root = source.path.parent().unwrap_or(Path::new("."));
     let file = FileCtx::new(source, root);
-    let transport = file.transport(raw, "", &mut out);
+    let transport = RawTransport {
+        smtp: raw.smtp.clone(),
+        sendmail: raw.sendmail.clone(),
+        file: raw.file.clone(),
+    };
+    let transport = file.transport(&transport, "", &mut out);
+    let copy_to_sent = raw
+        .copy_to_sent
+        .as_ref()
+        .map(|c| file.copy_to_sent(c, "/copy_to_sent", &mut out));
     match transport {
-        Some(t) if out.0.iter().all(|d| !d.is_error()) => Ok(Located::new(t, file.value_at(""))),
+        Some(t) if out.0.iter().all(|d| !d.is_error()) => Ok(TransportOverride {
+            transport: Located::new(t, file.value_at("")),
+            copy_to_sent,
+        }),
         _ => Err(out.0),
     }
 }

@@ -198,17 +198,19 @@ fn prune(value: &mut Value, found: &[Diagnostic], broken: &mut Broken) -> bool {
 }
 
 /// Loads a `--transport-override` file: one `smtp`, `sendmail` or `file`
-/// block, checked like a profile's transport.
+/// block, checked like a profile's transport, and an optional
+/// `copy_to_sent`.
 pub fn load_transport_override(
     path: &Path,
     options: LoadOptions,
-) -> Result<Located<Transport>, LoadError> {
+) -> Result<TransportOverride, LoadError> {
     let source = SourceFile::new(path.to_path_buf(), read(path)?);
-    let (source, value, mut diagnostics) = parse_checked(source, schema::Kind::Transport, options);
+    let (source, value, mut diagnostics) =
+        parse_checked(source, schema::Kind::TransportOverride, options);
     let transport = match value {
         Some(value) if !diagnostics.iter().any(Diagnostic::is_error) => {
             match deserialize(&value, &source) {
-                Ok(raw) => compile::compile_transport(&source, &raw),
+                Ok(raw) => compile::compile_override(&source, &raw),
                 Err(d) => Err(vec![*d]),
             }
         }

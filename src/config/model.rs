@@ -215,6 +215,14 @@ pub struct Signature {
     pub html: Option<String>,
 }
 
+/// A `--transport-override` file: every message goes through `transport`,
+/// and its copy to `copy_to_sent` (none without it).
+#[derive(Debug, Clone)]
+pub struct TransportOverride {
+    pub transport: Located<Transport>,
+    pub copy_to_sent: Option<Located<CopyToSent>>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyToSent {
     pub host: String,

@@ -152,13 +152,23 @@ pub struct RawCopyToSent {
     pub create_folder: Option<bool>,
 }
 
-/// The transport keys of a profile, also the whole of a transport override file.
+/// The transport keys of a profile.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTransport {
     pub smtp: Option<RawSmtp>,
     pub sendmail: Option<RawSendmail>,
     pub file: Option<RawFileDrop>,
+}
+
+/// A `--transport-override` file: the transport keys and `copy_to_sent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransportOverride {
+    pub smtp: Option<RawSmtp>,
+    pub sendmail: Option<RawSendmail>,
+    pub file: Option<RawFileDrop>,
+    pub copy_to_sent: Option<RawCopyToSent>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,8 +18,9 @@ pub const SCHEMA: &str = include_str!("../../schemas/mailrules.schema.json");
 pub enum Kind {
     /// One file of a configuration.
     ConfigFile,
-    /// A `--transport-override` file: one transport (`smtp`, `sendmail`, `file`).
-    Transport,
+    /// A `--transport-override` file: one transport (`smtp`, `sendmail`,
+    /// `file`) and an optional `copy_to_sent`.
+    TransportOverride,
 }
 
 fn validator(kind: Kind) -> &'static Validator {
@@ -31,11 +32,11 @@ fn validator(kind: Kind) -> &'static Validator {
     let root: Value = serde_json::from_str(SCHEMA).expect("the embedded schema is JSON");
     match kind {
         Kind::ConfigFile => CONFIG.get_or_init(|| build(root)),
-        Kind::Transport => TRANSPORT.get_or_init(|| {
+        Kind::TransportOverride => TRANSPORT.get_or_init(|| {
             build(json!({
                 "$schema": root["$schema"],
                 "$defs": root["$defs"],
-                "$ref": "#/$defs/transport",
+                "$ref": "#/$defs/transport_override",
             }))
         }),
     }

@@ -143,7 +143,7 @@ pub fn token_source(source: &TokenSource) -> String {
     }
 }
 
-fn copy_to_sent(copy: &CopyToSent) -> String {
+pub fn copy_to_sent(copy: &CopyToSent) -> String {
     format!("imap {}:{} folder `{}`", copy.host, copy.port, copy.folder)
 }
 

@@ -477,7 +477,7 @@ fn attempt(
         });
     let tried = match sent {
         Ok(receipt) => {
-            let copy = resolution.effective.copy_to_sent.map(|copy| {
+            let copy = resolution.effective.copy_to_sent.as_ref().map(|copy| {
                 let mut message = claimed.bcc.clone().into_bytes();
                 message.extend_from_slice(&claimed.body);
                 CopyReport::of(transports.store_copy(copy, &message))

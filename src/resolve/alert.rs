@@ -5,7 +5,7 @@
 //! system profile, and `explain --alert` reads like any explanation.
 
 use crate::config::texts::LevelTexts;
-use crate::config::{Administration, AlertDefinition, Config, Located, Transport, User};
+use crate::config::{Administration, AlertDefinition, Config, TransportOverride, User};
 
 use super::{Resolution, ResolveError, TemplateSelector, resolve_for, unknown};
 
@@ -46,7 +46,7 @@ pub fn resolve_alert<'c>(
     config: &'c Config,
     parties: &'c AlertParties,
     name: &str,
-    transport_override: Option<&Located<Transport>>,
+    transport_override: Option<&TransportOverride>,
 ) -> Result<(Resolution<'c>, &'c AlertDefinition), ResolveError> {
     let definition = config
         .alerts

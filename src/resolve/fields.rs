@@ -8,7 +8,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::texts;
-use crate::config::{Account, Config, Located, Location, Personal, Profile, Transport, User};
+use crate::config::{
+    Account, Config, CopyToSent, Located, Location, Personal, Profile, Transport,
+    TransportOverride, User,
+};
 
 use super::{Effective, Level, LevelStatus, LevelTrace};
 
@@ -59,7 +62,7 @@ struct Sources<'c> {
     personal: Option<&'c Personal>,
     /// `None` when personal overrides apply, else why not.
     personal_blocked: Option<String>,
-    transport_override: Option<&'c Located<Transport>>,
+    transport_override: Option<&'c TransportOverride>,
 }
 
 pub(super) fn resolve<'c>(
@@ -68,7 +71,7 @@ pub(super) fn resolve<'c>(
     levels: &[LevelTrace; 4],
     level: Level,
     winner: &'c Profile,
-    transport_override: Option<&Located<Transport>>,
+    transport_override: Option<&TransportOverride>,
 ) -> (Effective<'c>, Vec<FieldTrace>) {
     let lower = levels
         .iter()
@@ -111,20 +114,29 @@ pub(super) fn resolve<'c>(
             .or(winner.signature.as_ref())
             .map(|s| &s.value),
         transport: match transport_override {
-            Some(over) => Cow::Owned(over.value.clone()),
+            Some(over) => Cow::Owned(over.transport.value.clone()),
             None => Cow::Borrowed(&winner.transport.value),
         },
         account: match transport_override {
-            Some(over) => smtp_auth(&over.value).map(|a| Cow::Owned(a.value.clone())),
+            Some(over) => smtp_auth(&over.transport.value).map(|a| Cow::Owned(a.value.clone())),
             None => applied
                 .and_then(|p| p.account.as_ref())
                 .or_else(|| smtp_auth(&winner.transport.value))
                 .map(|a| Cow::Borrowed(&a.value)),
         },
-        copy_to_sent: applied
-            .and_then(|p| p.copy_to_sent.as_ref())
-            .or(winner.copy_to_sent.as_ref())
-            .map(|c| &c.value),
+        // An override sends elsewhere (a test server, a staging relay): a
+        // copy in the real sent folder would record mail that never left.
+        // The override file names its own folder, or there is no copy.
+        copy_to_sent: match transport_override {
+            Some(over) => over
+                .copy_to_sent
+                .as_ref()
+                .map(|c| Cow::Owned(c.value.clone())),
+            None => applied
+                .and_then(|p| p.copy_to_sent.as_ref())
+                .or(winner.copy_to_sent.as_ref())
+                .map(|c| Cow::Borrowed(&c.value)),
+        },
     };
     let text = |t: &Option<Arc<str>>, at: Option<&Location>| Some((t.clone()?, at?.clone()));
     let fields = vec![
@@ -160,22 +172,7 @@ pub(super) fn resolve<'c>(
         ),
         sources.trace_transport(),
         sources.trace_account(),
-        sources.trace(
-            "copy_to_sent",
-            |p| {
-                text(
-                    &p.texts.copy_to_sent,
-                    p.copy_to_sent.as_ref().map(|c| &c.at),
-                )
-            },
-            |p| {
-                text(
-                    &p.texts.copy_to_sent,
-                    p.copy_to_sent.as_ref().map(|c| &c.at),
-                )
-            },
-            "(none)",
-        ),
+        sources.trace_copy_to_sent(),
     ];
     (effective, fields)
 }
@@ -239,11 +236,13 @@ impl Sources<'_> {
     ) -> Option<Candidate> {
         let over = self.transport_override?;
         Some(Candidate {
-            value: value(&over.value).unwrap_or_else(|| "(none)".into()).into(),
+            value: value(&over.transport.value)
+                .unwrap_or_else(|| "(none)".into())
+                .into(),
             origin: Origin {
                 what: Arc::from("transport override"),
                 level: None,
-                source: Some(over.at.clone()),
+                source: Some(over.transport.at.clone()),
             },
             blocked: None,
             eligible: true,
@@ -275,6 +274,40 @@ impl Sources<'_> {
             Some((p.texts.account.clone()?, at.clone()))
         }));
         pick("account", candidates, "(none)")
+    }
+
+    /// Like the personal fields, but a transport override turns it off.
+    fn trace_copy_to_sent(&self) -> FieldTrace {
+        let copy = |c: &Option<Arc<str>>, at: Option<&Located<CopyToSent>>| {
+            Some((c.clone()?, at?.at.clone()))
+        };
+        let mut candidates = Vec::new();
+        if let Some(over) = self.transport_override {
+            let (value, at) = match &over.copy_to_sent {
+                Some(copy) => (texts::copy_to_sent(&copy.value).into(), &copy.at),
+                None => (Arc::from("(none)"), &over.transport.at),
+            };
+            candidates.push(Candidate {
+                value,
+                origin: Origin {
+                    what: Arc::from("transport override"),
+                    level: None,
+                    source: Some(at.clone()),
+                },
+                blocked: None,
+                eligible: true,
+            });
+        }
+        if let Some(personal) = self.personal
+            && let Some((value, at)) =
+                copy(&personal.texts.copy_to_sent, personal.copy_to_sent.as_ref())
+        {
+            candidates.push(self.personal_candidate(personal, value, at));
+        }
+        candidates.extend(
+            self.profile_candidates(|p| copy(&p.texts.copy_to_sent, p.copy_to_sent.as_ref())),
+        );
+        pick("copy_to_sent", candidates, "(none)")
     }
 }
 
@@ -326,10 +359,10 @@ fn smtp_auth(transport: &Transport) -> Option<&Located<Account>> {
 /// for a plain message such as the administrator's alert notice.
 pub fn of_profile<'c>(
     profile: &'c Profile,
-    transport_override: Option<&'c Located<Transport>>,
+    transport_override: Option<&'c TransportOverride>,
 ) -> Effective<'c> {
     let transport: &'c Transport =
-        transport_override.map_or(&profile.transport.value, |o| &o.value);
+        transport_override.map_or(&profile.transport.value, |o| &o.transport.value);
     Effective {
         from: &profile.from.value,
         reply_to: None,

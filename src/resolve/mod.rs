@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::texts::LevelTexts;
 use crate::config::{
     Account, Administration, Config, CopyToSent, Located, Location, Profile, Signature, Transport,
-    User, closest,
+    TransportOverride, User, closest,
 };
 use lettre::message::Mailbox;
 
@@ -30,7 +30,7 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub selector: TemplateSelector<'a>,
     /// Replaces every profile's transport (staging, local tests).
-    pub transport_override: Option<&'a Located<Transport>>,
+    pub transport_override: Option<&'a TransportOverride>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ pub struct Effective<'c> {
     pub transport: Cow<'c, Transport>,
     /// The login for SMTP (from the transport, or a personal override).
     pub account: Option<Cow<'c, Account>>,
-    pub copy_to_sent: Option<&'c CopyToSent>,
+    pub copy_to_sent: Option<Cow<'c, CopyToSent>>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,7 +230,7 @@ pub fn resolve_for<'a>(
     administration: &'a Administration,
     user: &'a User,
     selector: &TemplateSelector<'_>,
-    transport_override: Option<&Located<Transport>>,
+    transport_override: Option<&TransportOverride>,
 ) -> Result<Resolution<'a>, ResolveError> {
     let template = template::select(config, administration, selector)?;
     let (levels, level, profile_id) = profile_levels(config, administration, user, &template)?;
