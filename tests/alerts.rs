@@ -140,6 +140,11 @@ fn a_broken_alerts_profile_is_reported_to_the_administrator_through_the_system_p
     let body = String::from_utf8_lossy(&received[0].data);
     assert!(body.contains("Alert: disk-full"), "{body}");
     assert!(
+        body.contains("MIME-Version: 1.0\r\n")
+            && body.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+        "a MIME message clients decode: {body}"
+    );
+    assert!(
         body.contains(&format!("Error: localhost:{nobody}")),
         "{body}"
     );

@@ -369,6 +369,11 @@ fn a_permanent_refusal_is_a_dead_letter_at_once_and_the_administrator_gets_one_s
         "{summary}"
     );
     assert!(
+        summary.contains("MIME-Version: 1.0\r\n")
+            && summary.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+        "a MIME message clients decode: {summary}"
+    );
+    assert!(
         summary.contains("From: \"Acme Alerts\" <alerts@acme.nl>"),
         "sent through the alerts profile: {summary}"
     );

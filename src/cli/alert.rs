@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, SinglePart};
 use serde::Serialize;
 
 use crate::config::Profile;
@@ -249,7 +249,9 @@ fn send_notice(
         .to(to.clone())
         .subject(subject)
         .message_id(Some(message_id.clone()))
-        .body(body.to_string())
+        // A single text/plain part: MIME-Version, Content-Type with its
+        // charset and the transfer encoding, as clients expect.
+        .singlepart(SinglePart::plain(body.to_string()))
         .map_err(|e| SendError::Local(format!("cannot compose the notice: {e}")))?;
     let deliver = transports.for_effective(&effective)?;
     let bytes = message.formatted();
