@@ -48,6 +48,14 @@ fn alert(config: &Path, data: bool) -> Run {
     run(command.env("TEST_SMTP_PASSWORD", SMTP_PASSWORD))
 }
 
+/// `mailrules alert NAME` without data.
+fn alert_named(config: &Path, name: &str) -> Run {
+    run(mailrules()
+        .args(["alert", name, "--config"])
+        .arg(config)
+        .env("TEST_SMTP_PASSWORD", SMTP_PASSWORD))
+}
+
 fn subject(message: &Received) -> String {
     String::from_utf8_lossy(&message.data)
         .lines()
@@ -98,6 +106,24 @@ fn an_alert_goes_out_through_the_alerts_profile() {
     let unknown = daemon.post("/v1/alerts/disk-ful", "");
     assert_eq!(unknown.status, 422, "{}", unknown.text);
     assert_eq!(unknown.json["hint"], "did you mean `disk-full`?");
+    assert!(unknown.json["admin"].is_null(), "{}", unknown.text);
+    let unknown = alert_named(&config, "disk-ful");
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("did you mean `disk-full`?"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        !unknown.stderr.contains("administrator"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(
+        alerts.received().len() + system.received().len(),
+        2,
+        "an unknown alert name mails nobody, not even the administrator"
+    );
 }
 
 /// The alerts profile is the broken part: the administrator hears of it

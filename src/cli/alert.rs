@@ -81,9 +81,10 @@ pub fn run(
         Some(AdminNotice::Failed { to, error }) => {
             eprintln!("error: notifying the administrator ({to}) failed too: {error}");
         }
-        Some(AdminNotice::NotConfigured) | None => {
+        Some(AdminNotice::NotConfigured) => {
             eprintln!("no `alerts.admin_email` is set: the error is only reported here");
         }
+        None => {}
     }
     Ok(1)
 }
@@ -98,8 +99,20 @@ pub fn send(
 ) -> AlertOutcome {
     let mut delivery = Delivery::new();
     let result = try_send(prepared, transports, name, data, &mut delivery);
+    // A name that is no alert is the caller's mistake, told to the caller
+    // only: it must not let anyone mail the administrator at will.
+    let declared = prepared
+        .loaded
+        .config
+        .alerts
+        .as_ref()
+        .is_some_and(|alerts| alerts.definitions.contains_key(name));
     let admin = match result {
         Ok(()) => None,
+        Err(error) if !declared => {
+            delivery.fail(&error);
+            None
+        }
         Err(error) => {
             delivery.fail(&error);
             // No connection, no login secret, no answer: the alerts
