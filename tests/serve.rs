@@ -718,6 +718,19 @@ fn bad_requests_get_a_json_error_naming_the_field() {
             reply.text
         );
     }
+    // Without an outbox no key is remembered: refused, nothing sent.
+    let keyed = daemon.post_keyed(
+        "/v1/send",
+        &invoice_request("klant@example.com", json!({})),
+        "INV-1",
+    );
+    assert_eq!(keyed.status, 400, "{}", keyed.text);
+    assert_eq!(keyed.json["field"], "Idempotency-Key");
+    assert!(
+        keyed.json["hint"].as_str().unwrap().contains("--outbox"),
+        "{}",
+        keyed.text
+    );
     let syntax = daemon.post("/v1/send", "{oops");
     assert_eq!(syntax.status, 400);
     assert!(

@@ -264,6 +264,18 @@ async fn send(
     if let Some(outbox) = &app.outbox {
         return super::outbox::send(outbox, generation, request, &headers).await;
     }
+    // Without an outbox nothing remembers a key: sending twice would send
+    // twice, which is what the caller's key was meant to prevent.
+    if headers.contains_key("idempotency-key") {
+        let problem = Problem {
+            field: Some("Idempotency-Key".into()),
+            hint: Some(
+                "idempotency keys need the outbox: start the daemon with --outbox FILE, or leave the header out".into(),
+            ),
+            ..Problem::new("`Idempotency-Key` is given, but this daemon has no outbox to remember it")
+        };
+        return Err(Refusal(StatusCode::BAD_REQUEST, problem));
+    }
     let id = request.id.clone();
     let started = Instant::now();
     let handed = Arc::clone(&generation);
