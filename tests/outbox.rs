@@ -692,6 +692,19 @@ fn a_message_undelivered_past_its_maximum_age_expires_into_the_dead_letters() {
         message["attempts"].as_u64().unwrap() >= 2,
         "retried first: {message}"
     );
+    let at = |field: &str| humantime::parse_rfc3339(message[field].as_str().unwrap()).unwrap();
+    let lived = at("finished_at").duration_since(at("accepted_at")).unwrap();
+    assert!(
+        lived >= Duration::from_secs(1),
+        "tried until its whole maximum age had passed: {message}"
+    );
+    assert!(
+        message["transport"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp localhost:"),
+        "the transport tried is recorded for a dead message too: {message}"
+    );
 }
 
 #[test]

@@ -214,10 +214,13 @@ pub enum Finish {
         error: String,
         reply: Option<String>,
         uncertain: bool,
+        /// The transport tried, when the context still resolved.
+        transport: Option<String>,
     },
     Dead {
         error: String,
         reply: Option<String>,
+        transport: Option<String>,
     },
 }
 
@@ -603,15 +606,17 @@ fn apply(connection: &Connection, write: &Write) -> rusqlite::Result<()> {
                 copy.as_ref().and_then(|c| c.1.as_ref())
             ],
         )?,
-        Write::Finish(id, Finish::Retry { next_at, error, reply, uncertain }, _) => connection.execute(
+        Write::Finish(id, Finish::Retry { next_at, error, reply, uncertain, transport }, _) => connection.execute(
             "UPDATE messages SET state = 'queued', next_attempt_at = ?2, last_error = ?3,
-                 last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5 WHERE id = ?1",
-            params![id, next_at, error, reply, *uncertain as i64],
+                 last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5,
+                 transport = coalesce(?6, transport) WHERE id = ?1",
+            params![id, next_at, error, reply, *uncertain as i64, transport],
         )?,
-        Write::Finish(id, Finish::Dead { error, reply }, now) => connection.execute(
+        Write::Finish(id, Finish::Dead { error, reply, transport }, now) => connection.execute(
             "UPDATE messages SET state = 'dead', finished_at = ?2, last_error = ?3,
-                 last_reply = coalesce(?4, last_reply) WHERE id = ?1",
-            params![id, now, error, reply],
+                 last_reply = coalesce(?4, last_reply), transport = coalesce(?5, transport)
+             WHERE id = ?1",
+            params![id, now, error, reply, transport],
         )?,
     };
     Ok(())

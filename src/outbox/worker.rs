@@ -407,13 +407,17 @@ fn decide(
             temporary: true,
             uncertain,
         } => {
-            let next_at = now.saturating_add(ms(retry.delay_after(claimed.attempts)));
-            if next_at.saturating_sub(claimed.age_from) <= ms(retry.max_age) {
+            // The last try falls at the deadline itself: a message lives
+            // its whole --max-age, not only until a retry would pass it.
+            let deadline = claimed.age_from.saturating_add(ms(retry.max_age));
+            if now < deadline {
+                let next_at = now.saturating_add(ms(retry.delay_after(claimed.attempts)));
                 return Finish::Retry {
-                    next_at,
+                    next_at: next_at.min(deadline),
                     error: error.clone(),
                     reply: reply.clone(),
                     uncertain: *uncertain,
+                    transport,
                 };
             }
             Finish::Dead {
@@ -423,11 +427,13 @@ fn decide(
                     claimed.attempts
                 ),
                 reply: reply.clone(),
+                transport,
             }
         }
         Tried::Failed { error, reply, .. } => Finish::Dead {
             error: error.clone(),
             reply: reply.clone(),
+            transport,
         },
     }
 }
