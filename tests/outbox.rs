@@ -368,6 +368,11 @@ fn a_permanent_refusal_is_a_dead_letter_at_once_and_the_administrator_gets_one_s
         summary.contains(&id) && summary.contains("550 5.1.1"),
         "{summary}"
     );
+    assert_eq!(
+        summary.matches("550 5.1.1").count(),
+        1,
+        "the reply once: {summary}"
+    );
     assert!(
         summary.contains("MIME-Version: 1.0\r\n")
             && summary.contains("Content-Type: text/plain; charset=utf-8\r\n"),

@@ -522,17 +522,24 @@ impl Store {
     pub fn unnotified_dead(&self) -> Result<Vec<DeadNotice>, StoreError> {
         let connection = self.connection();
         let mut statement = connection.prepare(
-            "SELECT id, message_id, profile, envelope, coalesce(last_error, '') || coalesce(': ' || last_reply, '')
+            "SELECT id, message_id, profile, envelope, coalesce(last_error, ''), last_reply
              FROM messages WHERE state = 'dead' AND notified = 0 ORDER BY seq",
         )?;
         let rows = statement.query_map([], |row| {
             let envelope: String = row.get(3)?;
+            let error: String = row.get(4)?;
+            let reply: Option<String> = row.get(5)?;
+            // A refusal's error quotes the server's reply already.
+            let reason = match reply {
+                Some(reply) if !error.contains(&reply) => format!("{error}: {reply}"),
+                _ => error,
+            };
             Ok(DeadNotice {
                 id: row.get(0)?,
                 message_id: row.get(1)?,
                 profile: row.get(2)?,
                 to: super::Envelope::parse(&envelope).to,
-                reason: row.get(4)?,
+                reason,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
