@@ -310,14 +310,14 @@ fn every_token_failure_says_what_to_check() {
             client_credentials(&outage.url(OAUTH_TENANT)),
             OAUTH_CLIENT_SECRET,
             "HTTP 503 without an OAuth 2.0 answer",
-            "retried as a temporary failure",
+            "retries this as a temporary failure",
         ),
         (
             "endpoint throttling",
             client_credentials(&throttled.url(OAUTH_TENANT)),
             OAUTH_CLIENT_SECRET,
             "HTTP 429 without an OAuth 2.0 answer",
-            "retried as a temporary failure",
+            "retries this as a temporary failure",
         ),
         (
             "no admin consent",
@@ -338,7 +338,7 @@ fn every_token_failure_says_what_to_check() {
             client_credentials(&nobody_listens),
             OAUTH_CLIENT_SECRET,
             "no token from http://127.0.0.1:",
-            "retried as a temporary failure",
+            "retries this as a temporary failure",
         ),
         (
             "helper fails",
@@ -371,6 +371,23 @@ fn every_token_failure_says_what_to_check() {
         );
     }
     assert!(smtp.received().is_empty());
+
+    // An endpoint that does not answer within the profile's timeout.
+    let silent = TokenServer::start(3600, &["--delay", "5"]);
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&silent.url(OAUTH_TENANT)));
+    common::edit(
+        &override_file,
+        "  security: starttls\n",
+        "  security: starttls\n  timeout_seconds: 1\n",
+    );
+    let result = send(&override_file, OAUTH_CLIENT_SECRET);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("timed out: no answer within 1 s"),
+        "{}",
+        result.stderr
+    );
 
     // In a batch the endpoint being down is temporary (retried), a refused
     // secret is not.

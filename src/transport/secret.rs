@@ -23,10 +23,12 @@ impl SecretError {
     pub fn hint(&self) -> String {
         match self {
             SecretError::MissingEnv(name) | SecretError::NotUnicode(name) => {
-                format!("export `{name}` with the password before sending")
+                format!(
+                    "export `{name}` with the secret it stands for (a password, client secret or refresh token) before sending"
+                )
             }
             SecretError::File { .. } => {
-                "point `file:` at a readable regular file holding only the password".into()
+                "point `file:` at a readable regular file holding only the secret".into()
             }
         }
     }

@@ -73,7 +73,7 @@ impl TokenError {
             } => refusal_hint(error, description.as_deref().unwrap_or_default()).to_string(),
             TokenError::Unreachable {
                 temporary: true, ..
-            } => "check the network path (proxy, firewall, DNS) to the token endpoint; this is retried as a temporary failure".into(),
+            } => "check the network path (proxy, firewall, DNS) to the token endpoint; a send (a batch, the outbox) retries this as a temporary failure".into(),
             TokenError::Unreachable { .. } => {
                 "check `token_url`: it must be the provider's OAuth 2.0 token endpoint".into()
             }
@@ -203,17 +203,25 @@ impl Tokens {
             .build()
             .into();
         let started = Instant::now();
+        let failed = |error: ureq::Error| match error {
+            // ureq says "timeout: global": say what it means.
+            ureq::Error::Timeout(_) => format!(
+                "timed out: no answer within {} s",
+                self.timeout.as_secs_f64()
+            ),
+            other => other.to_string(),
+        };
         let mut response = agent
             .post(url)
             .send_form(form.iter().copied())
-            .map_err(|e| unreachable(e.to_string(), true))?;
+            .map_err(|e| unreachable(failed(e), true))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024)
             .read_to_string()
-            .map_err(|e| unreachable(e.to_string(), true))?;
+            .map_err(|e| unreachable(failed(e), true))?;
         let Ok(answer) = serde_json::from_str::<Answer>(&body) else {
             // Not JSON: a proxy's page or an outage. The body is not shown:
             // it could echo what was sent.
