@@ -53,7 +53,7 @@ impl ImapError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             ImapError::Connection { .. } => {
-                "check `copy_to_sent.host`, `port` and `security` (993 is `tls`, 143 `starttls`); the copy is tried again".into()
+                "check `copy_to_sent.host`, `port` and `security` (993 is `tls`, 143 `starttls`); a copy that cannot connect is tried 4 times (1, 2 and 4 s apart) before it is given up".into()
             }
             ImapError::Login { .. } => {
                 "check `copy_to_sent.account`: the mailbox's user name and password (or token)".into()
