@@ -334,7 +334,12 @@ fn pick(field: &'static str, candidates: Vec<Candidate>, default: &str) -> Field
         None => (
             Arc::from(default),
             Origin {
-                what: Arc::from("default (no profile sets it)"),
+                // A lower level's profile may set it: it does not count.
+                what: Arc::from(if shadowed.is_empty() {
+                    "default (no profile sets it)"
+                } else {
+                    "default (the winning profile does not set it)"
+                }),
                 level: None,
                 source: None,
             },
