@@ -541,7 +541,9 @@ fn send_queue_then_outbox_deliver_list_show_retry_and_purge() {
     let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
     let again = queue(&outbox, &override_file, "klant@example.com", "INV-1");
     assert!(
-        again.stdout.contains(&id) && again.stdout.contains("queued before"),
+        again.stdout.contains(&id)
+            && again.stdout.starts_with("already in ")
+            && again.stdout.contains(", queued; nothing queued"),
         "{}",
         again.stdout
     );
@@ -593,6 +595,12 @@ fn send_queue_then_outbox_deliver_list_show_retry_and_purge() {
     let shown = cli(&outbox, &["outbox", "show", &id, "--format", "json"]);
     let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(shown["state"], "sent");
+    let after_sending = queue(&outbox, &override_file, "klant@example.com", "INV-1");
+    assert!(
+        after_sending.stdout.contains(", sent; nothing queued"),
+        "the first message's state, not 'queued': {}",
+        after_sending.stdout
+    );
     assert_eq!(shown["idempotency_key"], "INV-1");
     assert_eq!(shown["generation"], 0, "queued by the command line");
     let dead = cli(

@@ -294,17 +294,23 @@ pub fn queue(
         AcceptError::Message(error) => error,
         AcceptError::Store(error) => CliError::Outbox(error),
     })?;
-    let first = if enqueued.duplicate {
-        " (queued before under this idempotency key)"
+    if enqueued.duplicate {
+        println!(
+            "already in {} under this idempotency key: {} {} with profile `{}`, {}; nothing queued",
+            store.path().display(),
+            enqueued.id,
+            enqueued.message_id,
+            enqueued.profile,
+            enqueued.state.name()
+        );
     } else {
-        ""
-    };
-    println!(
-        "queued {} {} with profile `{}` in {}{first}",
-        enqueued.id,
-        enqueued.message_id,
-        enqueued.profile,
-        store.path().display()
-    );
+        println!(
+            "queued {} {} with profile `{}` in {}",
+            enqueued.id,
+            enqueued.message_id,
+            enqueued.profile,
+            store.path().display()
+        );
+    }
     Ok(0)
 }
