@@ -431,13 +431,13 @@ fn a_broken_edit_keeps_the_running_config_until_it_is_fixed() {
         .iter()
         .find(|e| e["level"] == "ERROR")
         .expect("the rejection is logged");
+    let errors = rejection["errors"].as_str().unwrap();
+    assert!(errors.contains("profiles.yaml:"), "{rejection}");
     assert!(
-        rejection["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("profiles.yaml:"),
-        "{rejection}"
+        !errors.contains("warning:"),
+        "only the errors, the warnings are counted: {rejection}"
     );
+    assert!(rejection["warnings"].is_u64(), "{rejection}");
 }
 
 #[test]
@@ -470,6 +470,17 @@ fn the_reload_endpoint_and_sighup_reload_on_demand() {
     assert!(
         rejected.text.contains("users.yaml"),
         "diagnostics name the file: {}",
+        rejected.text
+    );
+    let diagnostics = rejected.json["diagnostics"].as_array().unwrap();
+    assert!(
+        diagnostics.iter().any(|d| d["severity"] == "warning"),
+        "the example's unset secrets warn too: {}",
+        rejected.text
+    );
+    assert_eq!(
+        diagnostics[0]["severity"], "error",
+        "the reason comes first, before the warnings: {}",
         rejected.text
     );
 

@@ -264,14 +264,18 @@ fn log(trigger: Trigger, outcome: &Outcome) {
             diagnostics,
             ..
         } => {
-            let diagnostics: Vec<String> = diagnostics
+            // The errors only: warnings (unset secrets, send-as) would
+            // bury the reason; GET /v1/config lists them all.
+            let errors: Vec<String> = diagnostics
                 .iter()
+                .filter(|d| d.is_error())
                 .map(crate::cli::report::diagnostic)
                 .collect();
             tracing::error!(
                 trigger = trigger.name(),
                 serving,
-                diagnostics = %diagnostics.concat(),
+                errors = %errors.concat(),
+                warnings = diagnostics.len() - errors.len(),
                 "configuration rejected; the previous one keeps serving"
             );
         }
@@ -293,7 +297,7 @@ fn generation(number: u64, hash: String, prepared: Prepared) -> Generation {
 }
 
 fn rejected(current: &Generation, hash: Option<String>, error: LoadError) -> Outcome {
-    let diagnostics = match error {
+    let mut diagnostics = match error {
         LoadError::Invalid { diagnostics } => diagnostics,
         // A file that vanished between listing and reading (a checkout in
         // progress) is reported like any other problem with the files.
@@ -301,6 +305,9 @@ fn rejected(current: &Generation, hash: Option<String>, error: LoadError) -> Out
             "the files are read again on their next change; fix the file or its permissions",
         )],
     };
+    // The errors are why it was rejected: they come first, the warnings
+    // (unset secrets, send-as) after them.
+    diagnostics.sort_by_key(|d| !d.is_error());
     Outcome::Rejected {
         serving: current.number,
         rejected_hash: hash,
