@@ -796,6 +796,21 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
         );
     }
     assert_eq!(std::fs::read(&foreign).unwrap(), before, "left as it was");
+    // A symlink planted as the lock file: refused, its target untouched.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "IMPORTANT\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("locked.db.lock")).unwrap();
+    let planted = run(mailrules()
+        .args(["--config", EXAMPLE, "--outbox"])
+        .arg(dir.path().join("locked.db"))
+        .args(["outbox", "deliver"]));
+    assert_eq!(planted.code, 2, "{}", planted.stderr);
+    assert!(
+        planted.stderr.contains("not a symlink"),
+        "{}",
+        planted.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "IMPORTANT\n");
     let hammering = run(mailrules()
         .args(["--config", EXAMPLE, "--outbox"])
         .arg(dir.path().join("new.db"))

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
@@ -27,8 +28,14 @@ impl DeliveryLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // The holder's pid is written into it: a symlink planted at
+            // this name must not make that write land in another file.
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(failed)?;
+        if !file.metadata().map_err(failed)?.is_file() {
+            return Err(failed(std::io::Error::other("not a regular file")));
+        }
         // SAFETY: flock on a descriptor this function owns; no memory is shared.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = std::io::Error::last_os_error();

@@ -77,7 +77,7 @@ impl StoreError {
                 "one daemon (or `outbox deliver`) delivers from an outbox at a time, so that no message is sent twice: stop the other one, or give this one an outbox of its own; `send --queue` and `outbox list|show|retry|purge` work beside it".into(),
             ),
             StoreError::Lock { .. } => {
-                Some("the lock file beside the outbox (FILE.lock) must be creatable and writable".into())
+                Some("the lock file beside the outbox (FILE.lock) must be a regular file (not a symlink) this user can create and write".into())
             }
             StoreError::Sql(_) | StoreError::Write(_) | StoreError::Thread(_) => None,
             StoreError::KeyReused { .. } => {
