@@ -408,3 +408,70 @@ fn an_override_without_a_copy_stores_no_copy() {
     );
     assert_eq!(smtp.received().len(), 1);
 }
+
+/// The outbox commits `sent` before it stores the copy: an IMAP server
+/// that accepts the connection and never answers holds the copy, not the
+/// message. Killed meanwhile, the daemon does not send it again.
+#[test]
+fn a_hanging_copy_never_makes_the_outbox_send_twice() {
+    let smtp = SmtpServer::start("starttls");
+    // Accepts connections and says nothing (held until the test ends).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let dir = example_copy();
+    let smtp_part =
+        std::fs::read_to_string(smtp.override_file("starttls", "TEST_SMTP_PASSWORD")).unwrap();
+    let override_file = dir.path().join("override-silent-copy.yaml");
+    std::fs::write(
+        &override_file,
+        format!(
+            "{smtp_part}copy_to_sent:\n  host: localhost\n  port: {silent_port}\n  security: tls\n  ca_file: {}\n  account:\n    username: {IMAP_USER}\n    password: {{env: IMAP_PASSWORD_ENV}}\n  folder: {FOLDER}\n",
+            smtp.ca_file().display()
+        ),
+    )
+    .unwrap();
+    let outbox = dir.path().join("outbox.db");
+    let start = || {
+        Daemon::start_with(
+            &config(&dir),
+            &[
+                "--transport-override",
+                override_file.to_str().unwrap(),
+                "--outbox",
+                outbox.to_str().unwrap(),
+            ],
+            &[("IMAP_PASSWORD_ENV", IMAP_PASSWORD)],
+        )
+    };
+    let first = start();
+    let accepted = first.post(
+        "/v1/send",
+        &invoice_request("klant@example.com", serde_json::json!({})),
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    let id = accepted.json["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shown = loop {
+        let shown = first.get(&format!("/v1/messages/{id}")).json;
+        if shown["state"] == "sent" {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}\n{}", first.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(shown["copy_status"], "pending", "the copy hangs: {shown}");
+    first.signal("KILL");
+    drop(first);
+
+    let second = start();
+    std::thread::sleep(Duration::from_secs(2));
+    let shown = second.get(&format!("/v1/messages/{id}")).json;
+    assert_eq!(shown["state"], "sent", "{shown}");
+    assert_eq!(shown["uncertain"], 0, "{shown}");
+    assert_eq!(
+        smtp.received().len(),
+        1,
+        "sent once, not again after the kill"
+    );
+    drop(silent);
+}

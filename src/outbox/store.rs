@@ -201,6 +201,7 @@ pub struct DeadNotice {
 }
 
 /// What the workers write back after one try.
+#[derive(Debug, Clone)]
 pub enum Finish {
     Sent {
         reply: String,
@@ -450,6 +451,20 @@ impl Store {
         self.commit(Write::Finish(id.to_string(), finish, now))
     }
 
+    /// How the sent copy of message `id` went (`stored` or `failed`).
+    pub fn record_copy(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.commit(Write::Copy(
+            id.to_string(),
+            status.to_string(),
+            error.map(str::to_string),
+        ))
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<MessageView>, StoreError> {
         let connection = self.connection();
         Ok(connection
@@ -579,6 +594,8 @@ impl Store {
 enum Write {
     Enqueue(Box<NewMessage>, i64),
     Finish(String, Finish, i64),
+    /// A message's id, its copy's status and error.
+    Copy(String, String, Option<String>),
 }
 
 fn apply(connection: &Connection, write: &Write) -> rusqlite::Result<()> {
@@ -618,6 +635,10 @@ fn apply(connection: &Connection, write: &Write) -> rusqlite::Result<()> {
                  last_reply = coalesce(?4, last_reply), uncertain = uncertain + ?5,
                  transport = coalesce(?6, transport) WHERE id = ?1",
             params![id, next_at, error, reply, *uncertain as i64, transport],
+        )?,
+        Write::Copy(id, status, error) => connection.execute(
+            "UPDATE messages SET copy_status = ?2, copy_error = ?3 WHERE id = ?1",
+            params![id, status, error],
         )?,
         Write::Finish(id, Finish::Dead { error, reply, transport }, now) => connection.execute(
             "UPDATE messages SET state = 'dead', finished_at = ?2, last_error = ?3,

@@ -312,7 +312,6 @@ impl Shared {
 enum Tried {
     Sent {
         reply: String,
-        copy: Option<CopyReport>,
     },
     Failed {
         error: String,
@@ -324,28 +323,52 @@ enum Tried {
     },
 }
 
+/// One try under the serving configuration: deliver, record the outcome,
+/// then store the sent copy if the profile keeps one. The outcome is
+/// committed before the copy: a copy that hangs (an IMAP server that does
+/// not answer) must not leave a delivered message `sending`, to be sent
+/// again after a crash.
 fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     let started = Instant::now();
-    let mut tried = None;
-    let mut transport = None;
+    let mut tried_under_a_config = false;
     shared
         .configs
         .with_current(&mut |prepared, transports, generation| {
-            let (outcome, used) = attempt(prepared, transports, generation, &claimed);
-            tried = Some(outcome);
-            transport = used;
+            tried_under_a_config = true;
+            let (tried, transport, copy) = attempt(prepared, transports, generation, &claimed);
+            let sent = matches!(tried, Tried::Sent { .. });
+            record(shared, &claimed, &tried, transport, copy.is_some(), started);
+            if let (true, Some(copy)) = (sent, copy) {
+                store_copy(shared, transports, &claimed, &copy);
+            }
         });
-    let tried = tried.unwrap_or_else(|| Tried::Failed {
-        error: "no configuration to deliver with".into(),
-        reply: None,
-        temporary: true,
-        uncertain: false,
-    });
+    if !tried_under_a_config {
+        let tried = Tried::Failed {
+            error: "no configuration to deliver with".into(),
+            reply: None,
+            temporary: true,
+            uncertain: false,
+        };
+        record(shared, &claimed, &tried, None, false, started);
+    }
+}
+
+/// Commits the outcome of a try (retrying the commit itself while the
+/// disk refuses it: the server's answer must not be lost) and reports it.
+fn record(
+    shared: &Shared,
+    claimed: &Claimed,
+    tried: &Tried,
+    transport: Option<String>,
+    copy_due: bool,
+    started: Instant,
+) {
     let now = now_ms();
     let finish = decide(
-        &tried,
-        &claimed,
+        tried,
+        claimed,
         transport.clone(),
+        copy_due,
         shared.settings.retry,
         now,
     );
@@ -356,7 +379,7 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     };
     if let Tried::Failed {
         uncertain: true, ..
-    } = &tried
+    } = tried
     {
         tracing::warn!(
             id = claimed.id,
@@ -364,18 +387,15 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
             "delivery state unknown (the connection broke after the message was handed over): it is sent again with the same Message-ID"
         );
     }
-    if let Err(error) = shared.store.finish(&claimed.id, finish, now) {
-        // Left `sending`: queued again (and counted uncertain) at the next start.
-        tracing::error!(id = claimed.id, error = %error, "outbox: cannot record a delivery");
-    }
+    commit_outcome(shared, &claimed.id, finish, now);
     if outcome == "dead" {
         // After the commit: the summary must find this message.
         shared.died.store(true, Ordering::SeqCst);
     }
     (shared.observer)(&Attempted {
-        id: claimed.id,
-        message_id: claimed.message_id,
-        profile: claimed.profile,
+        id: claimed.id.clone(),
+        message_id: claimed.message_id.clone(),
+        profile: claimed.profile.clone(),
         transport,
         outcome,
         attempts: claimed.attempts,
@@ -384,22 +404,73 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
     });
 }
 
+/// How long to wait before committing an outcome again (a full disk, a
+/// locked file).
+const RECORD_RETRY: Duration = Duration::from_secs(1);
+
+/// Commits `finish`, trying again while the store refuses: a message the
+/// server took and that stays `sending` would be sent again at the next
+/// start. Only a stop gives up (then the next start counts it uncertain).
+fn commit_outcome(shared: &Shared, id: &str, finish: Finish, now: i64) {
+    loop {
+        match shared.store.finish(id, finish.clone(), now) {
+            Ok(()) => return,
+            Err(error) if shared.stopping.load(Ordering::SeqCst) => {
+                tracing::error!(id, error = %error, "outbox: cannot record a delivery; stopping, so it counts as uncertain at the next start");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(id, error = %error, "outbox: cannot record a delivery; trying again");
+                std::thread::sleep(RECORD_RETRY);
+            }
+        }
+    }
+}
+
+/// Stores the sent copy and records how that went; it never changes the
+/// message's own state.
+fn store_copy(
+    shared: &Shared,
+    transports: &Transports,
+    claimed: &Claimed,
+    copy: &crate::config::CopyToSent,
+) {
+    let mut message = claimed.bcc.clone().into_bytes();
+    message.extend_from_slice(&claimed.body);
+    let report = CopyReport::of(transports.store_copy(copy, &message));
+    if let Some(error) = &report.error {
+        tracing::warn!(
+            id = claimed.id,
+            message_id = claimed.message_id,
+            error,
+            "sent, but its copy was not stored"
+        );
+    }
+    if let Err(error) =
+        shared
+            .store
+            .record_copy(&claimed.id, report.status, report.error.as_deref())
+    {
+        tracing::error!(id = claimed.id, error = %error, "outbox: cannot record the copy");
+    }
+}
+
 /// What to record after a try: sent; a temporary failure retried after
 /// the backoff, unless that is past the maximum age; or dead.
 fn decide(
     tried: &Tried,
     claimed: &Claimed,
     transport: Option<String>,
+    copy_due: bool,
     retry: RetrySettings,
     now: i64,
 ) -> Finish {
     match tried {
-        Tried::Sent { reply, copy } => Finish::Sent {
+        Tried::Sent { reply } => Finish::Sent {
             reply: reply.clone(),
             transport: transport.unwrap_or_default(),
-            copy: copy
-                .as_ref()
-                .map(|c| (c.status.to_string(), c.error.clone())),
+            // Stored next, after this commit.
+            copy: copy_due.then(|| ("pending".to_string(), None)),
         },
         Tried::Failed {
             error,
@@ -439,14 +510,14 @@ fn decide(
 }
 
 /// Resolves the message's transport under the serving configuration and
-/// hands the stored bytes to it; stores the sent copy when the profile
-/// keeps one. Returns the outcome and the transport used.
+/// hands the stored bytes to it. Returns the outcome, the transport used
+/// and where its copy goes, if the profile keeps one.
 fn attempt(
     prepared: &Prepared,
     transports: &Transports,
     generation: u64,
     claimed: &Claimed,
-) -> (Tried, Option<String>) {
+) -> (Tried, Option<String>, Option<crate::config::CopyToSent>) {
     let failed = |error: String, temporary: bool| Tried::Failed {
         error,
         reply: None,
@@ -455,7 +526,7 @@ fn attempt(
     };
     let context = match request::parse_context(&claimed.context) {
         Ok(context) => context,
-        Err(invalid) => return (failed(invalid.problem, false), None),
+        Err(invalid) => return (failed(invalid.problem, false), None, None),
     };
     let config = &prepared.loaded.config;
     let resolution = match resolve::resolve(config, &prepared.request(&context)) {
@@ -464,13 +535,13 @@ fn attempt(
         Err(error) => {
             let error =
                 format!("cannot resolve its transport under generation {generation}: {error}");
-            return (failed(error, true), None);
+            return (failed(error, true), None, None);
         }
     };
     let transport = crate::config::texts::transport(&resolution.effective.transport);
     let envelope = match Envelope::parse(&claimed.envelope).to_lettre() {
         Ok(envelope) => envelope,
-        Err(error) => return (failed(error, false), Some(transport)),
+        Err(error) => return (failed(error, false), Some(transport), None),
     };
     let sent = transports
         .for_effective(&resolution.effective)
@@ -482,17 +553,9 @@ fn attempt(
             })
         });
     let tried = match sent {
-        Ok(receipt) => {
-            let copy = resolution.effective.copy_to_sent.as_ref().map(|copy| {
-                let mut message = claimed.bcc.clone().into_bytes();
-                message.extend_from_slice(&claimed.body);
-                CopyReport::of(transports.store_copy(copy, &message))
-            });
-            Tried::Sent {
-                reply: receipt.reply,
-                copy,
-            }
-        }
+        Ok(receipt) => Tried::Sent {
+            reply: receipt.reply,
+        },
         Err(error) => Tried::Failed {
             reply: match &error {
                 SendError::Rejected { reply, .. } => Some(reply.clone()),
@@ -503,5 +566,6 @@ fn attempt(
             error: report::one_line(&error.to_string()),
         },
     };
-    (tried, Some(transport))
+    let copy = resolution.effective.copy_to_sent.map(|c| c.into_owned());
+    (tried, Some(transport), copy)
 }
