@@ -1035,3 +1035,37 @@ fn only_one_deliverer_at_a_time_uses_an_outbox() {
     );
     assert_eq!(deliver.code, 0, "{}", deliver.stderr);
 }
+
+/// SQLite goes on writing to a deleted file: a daemon whose outbox was
+/// removed (a cleanup script, a wrong `rm`) refuses new messages (503)
+/// instead of accepting them into a file that is gone at the next start.
+#[test]
+fn a_deleted_outbox_accepts_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start("starttls");
+    let override_file = server.override_file("starttls", "TEST_SMTP_PASSWORD");
+    let outbox = outbox_in(dir.path());
+    let daemon = daemon(&outbox, &override_file, &[]);
+    assert_eq!(daemon.post("/v1/send", &invoice(1)).status, 202);
+    for file in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{file}", outbox.display()));
+    }
+    let refused = daemon.post("/v1/send", &invoice(2));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("was deleted or replaced while in use"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.json["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing was stored; restart mailrules"),
+        "{}",
+        refused.text
+    );
+}

@@ -25,6 +25,8 @@ pub enum StoreError {
     },
     #[error("no outbox at `{}`", path.display())]
     Missing { path: PathBuf },
+    #[error("the outbox `{}` was deleted or replaced while in use: nothing more is accepted into it", path.display())]
+    Gone { path: PathBuf },
     #[error("`{}` is a directory, not an outbox file", path.display())]
     NotAFile { path: PathBuf },
     #[error("`{}` is an SQLite database, but not a mailrules outbox", path.display())]
@@ -62,6 +64,9 @@ impl StoreError {
     pub fn hint(&self) -> Option<String> {
         match self {
             StoreError::Open { error, .. } => Some(open_hint(error).into()),
+            StoreError::Gone { .. } => Some(
+                "restart mailrules to open the outbox file anew; messages still queued in the old file were not delivered".into(),
+            ),
             StoreError::Missing { .. } => Some(
                 "check the path (--outbox or MAILRULES_OUTBOX); an outbox is made by `serve --outbox`, `send --queue` or `outbox deliver`".into(),
             ),
@@ -144,8 +149,18 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 /// time anyway, and each write here is a short transaction.
 pub struct Store {
     path: PathBuf,
+    /// The file opened (device and inode), to notice it being deleted or
+    /// replaced under a running daemon.
+    identity: (u64, u64),
     connection: Mutex<Connection>,
     writes: Group<Write>,
+}
+
+/// Device and inode of the file at `path`.
+fn identity_of(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 /// A message as `GET /v1/messages/{id}` and `outbox show` report it.
@@ -304,11 +319,28 @@ impl Store {
                 ))
                 .map_err(opened)?;
         }
+        // Gone already: removed between opening and here.
+        let identity = identity_of(path).map_err(|_| StoreError::Gone {
+            path: path.to_path_buf(),
+        })?;
         Ok(Store {
             path: path.to_path_buf(),
+            identity,
             connection: Mutex::new(connection),
             writes: Group::new(),
         })
+    }
+
+    /// The outbox file is still the one this store opened. SQLite keeps
+    /// writing to a deleted file without complaint: a message accepted
+    /// into it would be lost at the next start.
+    fn check_still_there(&self) -> Result<(), StoreError> {
+        match identity_of(&self.path) {
+            Ok(identity) if identity == self.identity => Ok(()),
+            _ => Err(StoreError::Gone {
+                path: self.path.clone(),
+            }),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -324,6 +356,7 @@ impl Store {
     /// idempotency key used before for the same request, the first message
     /// is returned instead (`duplicate: true`).
     pub fn enqueue(&self, message: NewMessage, now: i64) -> Result<Enqueued, StoreError> {
+        self.check_still_there()?;
         let enqueued = Enqueued {
             id: message.id.clone(),
             message_id: message.message_id.clone(),

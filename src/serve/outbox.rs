@@ -166,8 +166,12 @@ pub async fn send(
         }
         Err(AcceptError::Store(error)) => {
             tracing::error!(error = %error, "outbox: cannot store a message");
+            let hint = match error.hint() {
+                Some(hint) => format!("nothing was stored; {hint}"),
+                None => "nothing was stored: send the request again later".into(),
+            };
             let problem = Problem {
-                hint: Some("nothing was stored: send the request again later".into()),
+                hint: Some(hint),
                 ..Problem::new(error.to_string())
             };
             return Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, problem));
