@@ -444,6 +444,12 @@ fn a_broken_edit_keeps_the_running_config_until_it_is_fixed() {
 fn the_reload_endpoint_and_sighup_reload_on_demand() {
     let config = Config::new();
     let daemon = Daemon::start(&config.path, &["--watch", "off", "--recheck-interval", "0"]);
+    // Right after the listening line: a reload, not the end of the daemon.
+    daemon.signal("HUP");
+    let unchanged = daemon.wait_for("the SIGHUP reload", |c| {
+        c["last_reload"]["trigger"] == "signal"
+    });
+    assert_eq!(unchanged["last_reload"]["outcome"], "unchanged");
     config.write_version(&config.path, 2);
     std::thread::sleep(SETTLE);
     assert_eq!(daemon.generation(), 1, "not watching");

@@ -176,22 +176,31 @@ async fn serve(app: Arc<api::App>, listen: SocketAddr) -> Result<(), ServeError>
     let bound = listener
         .local_addr()
         .map_err(|error| ServeError::Listen { listen, error })?;
-    tokio::spawn(reload_on_sighup(Arc::clone(&app.live)));
+    // The handlers are in place before the line below tells the world
+    // that the daemon runs: a SIGHUP right after it must reload, not kill.
+    use tokio::signal::unix::{SignalKind, signal};
+    let hangups = signal(SignalKind::hangup());
+    let stops = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    tokio::spawn(reload_on_sighup(Arc::clone(&app.live), hangups));
     // The one line on stdout: where to reach the API (`--listen :0`
     // picks a free port).
     println!("mailrules serve: listening on http://{bound}");
     tracing::info!(%bound, "listening");
     axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(stops))
         .await
         .map_err(|error| ServeError::Listen { listen, error })?;
     tracing::info!("stopped; in-flight requests finished");
     Ok(())
 }
 
-async fn reload_on_sighup(live: Arc<Live>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+type SignalStream = std::io::Result<tokio::signal::unix::Signal>;
+
+async fn reload_on_sighup(live: Arc<Live>, hangups: SignalStream) {
+    let Ok(mut hangups) = hangups else {
         tracing::warn!("cannot listen for SIGHUP; reload with POST /v1/reload");
         return;
     };
@@ -201,12 +210,8 @@ async fn reload_on_sighup(live: Arc<Live>) {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+async fn shutdown_signal(stops: (SignalStream, SignalStream)) {
+    let (Ok(mut terminate), Ok(mut interrupt)) = stops else {
         std::future::pending::<()>().await;
         return;
     };
