@@ -1015,3 +1015,36 @@ fn the_watch_limit_stops_the_start_with_the_fix() {
         result.stderr
     );
 }
+
+/// The transport override file is part of what serves: an edit to it is
+/// applied by the next reload.
+#[test]
+fn an_edited_transport_override_is_applied_by_a_reload() {
+    let config = Config::new();
+    let (first, second) = (SmtpServer::start("starttls"), SmtpServer::start("starttls"));
+    let dir = tempfile::tempdir().unwrap();
+    let override_file = dir.path().join("override.yaml");
+    std::fs::copy(
+        first.override_file("starttls", "TEST_SMTP_PASSWORD"),
+        &override_file,
+    )
+    .unwrap();
+    let daemon = start(
+        &config.path,
+        &["--transport-override", override_file.to_str().unwrap()],
+    );
+    let request = invoice_request("klant@example.com", json!({}));
+    assert_eq!(daemon.post("/v1/send", &request).status, 200);
+    assert_eq!(first.received().len(), 1);
+
+    std::fs::copy(
+        second.override_file("starttls", "TEST_SMTP_PASSWORD"),
+        &override_file,
+    )
+    .unwrap();
+    let reloaded = daemon.post("/v1/reload", "");
+    assert_eq!(reloaded.json["outcome"], "applied", "{}", reloaded.text);
+    assert_eq!(daemon.post("/v1/send", &request).status, 200);
+    assert_eq!(second.received().len(), 1, "sent through the new override");
+    assert_eq!(first.received().len(), 1);
+}

@@ -125,7 +125,7 @@ impl Live {
         transport_override: Option<PathBuf>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LoadError> {
-        let candidate = read(&source.path)?;
+        let candidate = read(&source.path, transport_override.as_deref())?;
         let prepared = prepare(&source, transport_override.as_deref(), &candidate)?;
         let first = generation(1, candidate.hash, prepared);
         Ok(Live {
@@ -155,7 +155,7 @@ impl Live {
     /// they are back to what serves after a rejection (the reload then
     /// records `unchanged` and clears the alert). The periodic check.
     pub fn changed_on_disk(&self) -> bool {
-        let Ok(candidate) = read(&self.source.path) else {
+        let Ok(candidate) = read(&self.source.path, self.transport_override.as_deref()) else {
             // Unreadable files are a change worth a reload and its report,
             // unless that report was given already.
             return !matches!(
@@ -188,7 +188,7 @@ impl Live {
     pub fn reload(&self, trigger: Trigger) -> Outcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
-        let outcome = match read(&self.source.path) {
+        let outcome = match read(&self.source.path, self.transport_override.as_deref()) {
             Err(error) => rejected(&current, None, error),
             Ok(candidate) if candidate.hash == current.hash && !trigger.is_forced() => {
                 Outcome::Unchanged {
@@ -315,10 +315,17 @@ fn rejected(current: &Generation, hash: Option<String>, error: LoadError) -> Out
     }
 }
 
-/// The configuration files and their hash.
-fn read(path: &Path) -> Result<Candidate, LoadError> {
+/// The configuration files and their hash, which covers the transport
+/// override file too: an edited override is a change to apply.
+fn read(path: &Path, transport_override: Option<&Path>) -> Result<Candidate, LoadError> {
     let (texts, root) = config::read_files(path)?;
     let mut hasher = Sha256::new();
+    if let Some(file) = transport_override {
+        // Unreadable: hashed as empty; loading it reports the problem.
+        let text = config::read_regular_file(file, 1 << 20).unwrap_or_default();
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(&text);
+    }
     for (file, text) in &texts {
         let relative = file.strip_prefix(&root).unwrap_or(file);
         // Lengths first, so that no two different file sets hash alike.
