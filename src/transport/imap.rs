@@ -255,7 +255,7 @@ impl Session {
         let read = self
             .stream
             .read_line(&mut line)
-            .map_err(|e| self.lost(e.to_string()))?;
+            .map_err(|e| self.lost(io_problem(&e)))?;
         if read == 0 {
             return Err(self.lost("the server closed the connection".into()));
         }
@@ -271,7 +271,7 @@ impl Session {
         stream
             .write_all(bytes)
             .and_then(|()| stream.flush())
-            .map_err(|e| self.lost(e.to_string()))
+            .map_err(|e| self.lost(io_problem(&e)))
     }
 
     fn lost(&self, problem: String) -> ImapError {
@@ -300,6 +300,17 @@ fn tagged_status(line: &str, tag: &str) -> Option<Reply> {
 }
 
 /// The TLS client: the system's roots plus the optional `ca_file`.
+/// An I/O error as the reader should see it: a read past the timeout
+/// surfaces as EAGAIN ("Resource temporarily unavailable").
+fn io_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("timed out: no answer within {} s", TIMEOUT.as_secs())
+        }
+        _ => error.to_string(),
+    }
+}
+
 fn tls(copy: &CopyToSent, tcp: TcpStream) -> Result<Stream, String> {
     let mut roots = RootCertStore::empty();
     for certificate in rustls_native_certs::load_native_certs().certs {
@@ -330,7 +341,7 @@ fn tls(copy: &CopyToSent, tcp: TcpStream) -> Result<Stream, String> {
         stream
             .conn
             .complete_io(&mut stream.sock)
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| format!("TLS: {}", io_problem(&e)))?;
     }
     Ok(Stream::Tls(Box::new(stream)))
 }
