@@ -735,6 +735,18 @@ fn bad_requests_get_a_json_error_naming_the_field() {
             reply.text
         );
     }
+    let long_id = format!("<{}@acme.nl>", "x".repeat(300));
+    let long = daemon.post(
+        "/v1/send",
+        &invoice_request("klant@example.com", json!({ "message_id": long_id })),
+    );
+    assert_eq!(long.status, 400, "{}", long.text);
+    assert_eq!(long.json["field"], "message_id");
+    assert!(
+        long.text.contains("at most 200 characters"),
+        "{}",
+        long.text
+    );
     // Without an outbox no key is remembered: refused, nothing sent.
     let keyed = daemon.post_keyed(
         "/v1/send",

@@ -104,9 +104,18 @@ pub(super) fn parse_date(text: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339(text).map_err(|e| format!("{e}; write e.g. 2026-12-01T09:00:00Z"))
 }
 
+/// The longest Message-ID taken: the file transport names a message's
+/// file after it, and file names end at 255 bytes.
+const MAX_MESSAGE_ID: usize = 200;
+
 /// `<left@right>`: both sides non-empty, printable ASCII, one `@`, no
-/// brackets inside.
+/// brackets inside, at most 200 characters.
 pub(super) fn parse_message_id(text: &str) -> Result<String, String> {
+    if text.len() > MAX_MESSAGE_ID {
+        return Err(format!(
+            "at most {MAX_MESSAGE_ID} characters; write it as `<unique-part@domain>`"
+        ));
+    }
     let inner = text.strip_prefix('<').and_then(|t| t.strip_suffix('>'));
     let valid = inner.is_some_and(|inner| {
         let parts: Vec<&str> = inner.split('@').collect();
