@@ -422,6 +422,49 @@ fn every_token_failure_says_what_to_check() {
     }
 }
 
+/// An endpoint that echoes the request in its error (some do) shows
+/// neither the client secret nor the refresh token: each is masked, as
+/// given and as form-encoded in the request; the escape sequence before it
+/// is blanked out. The error still names the refusal, and its hint.
+#[test]
+fn an_endpoint_echoing_the_request_does_not_leak_its_secrets() {
+    let echo = TokenServer::start(3600, &["--echo-request"]);
+    let smtp = smtp_for(&echo, &[]);
+    let url = echo.url(OAUTH_TENANT);
+    // Characters that are percent-encoded in the form, as sent.
+    let secret = "LEAK-cl1ent/s3cret+with=odd&chars% and space";
+    let sent = "LEAK-cl1ent%2Fs3cret%2Bwith%3Dodd%26chars%25%20and%20space";
+    for token in [client_credentials(&url), refresh_token(&url)] {
+        let override_file = smtp.xoauth2_override(MAILBOX, &token);
+        let result = send(&override_file, secret);
+        assert_eq!(result.code, 1, "{}", result.stderr);
+        assert!(
+            result
+                .stderr
+                .contains("refused (HTTP 401): invalid_client: ")
+                && result.stderr.contains("bad request: grant_type="),
+            "{}",
+            result.stderr
+        );
+        assert!(result.stderr.contains("=***"), "{}", result.stderr);
+        assert!(
+            result
+                .stderr
+                .contains("check `client_id` and the client secret"),
+            "{}",
+            result.stderr
+        );
+        for leak in [secret, sent, "LEAK", OAUTH_REFRESH_TOKEN, "\x1b"] {
+            assert!(
+                !result.stderr.contains(leak),
+                "{leak:?} shown: {}",
+                result.stderr
+            );
+        }
+    }
+    assert_eq!(echo.requests(), ["client_credentials", "refresh_token"]);
+}
+
 #[test]
 fn validate_refuses_a_secret_in_the_yaml_and_a_token_endpoint_without_tls() {
     let dir = tempfile::tempdir().unwrap();

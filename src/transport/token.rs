@@ -17,6 +17,11 @@ use crate::config::TokenSource;
 const MARGIN: Duration = Duration::from_secs(300);
 /// How long a bare token printed by a command is used (it says no expiry).
 const COMMAND_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// How much of an endpoint's error, or a command's complaint, is shown.
+const MAX_SHOWN: usize = 300;
+/// Form fields that carry a secret: never shown, not even when the
+/// endpoint echoes them back in its error.
+const SECRET_FIELDS: [&str; 2] = ["client_secret", "refresh_token"];
 
 pub struct Tokens {
     source: TokenSource,
@@ -211,9 +216,22 @@ impl Tokens {
             ),
             other => other.to_string(),
         };
+        // Encoded here rather than by ureq, so that we know how each secret
+        // looks in the request and can mask it if the endpoint echoes it.
+        let request_body = form
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let secrets: Vec<&str> = form
+            .iter()
+            .filter(|(name, _)| SECRET_FIELDS.contains(name))
+            .map(|&(_, value)| value)
+            .collect();
         let mut response = agent
             .post(url)
-            .send_form(form.iter().copied())
+            .content_type("application/x-www-form-urlencoded")
+            .send(&request_body)
             .map_err(|e| unreachable(failed(e), true))?;
         let status = response.status().as_u16();
         let body = response
@@ -252,8 +270,8 @@ impl Tokens {
             } => Err(TokenError::Refused {
                 url: url.to_string(),
                 status,
-                error,
-                description: error_description.map(|d| first_line(&d)),
+                error: shown(&error, &secrets),
+                description: error_description.map(|d| shown(&d, &secrets)),
             }),
             _ => Err(unreachable(
                 format!("HTTP {status} without `access_token`"),
@@ -276,10 +294,54 @@ fn margin(lifetime: Duration) -> Duration {
     MARGIN.min(lifetime / 5)
 }
 
-/// Providers' descriptions run over lines (trace ids, timestamps).
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    line.chars().take(300).collect()
+/// Percent-encodes all but the unreserved characters (RFC 3986 §2.3): a
+/// valid `application/x-www-form-urlencoded` value, and a plain rule.
+fn form_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Text from outside (an endpoint's error, a command's stderr) made fit to
+/// print and log:
+/// - every secret that was sent is masked, as given and as form-encoded:
+///   some endpoints echo the request in their error;
+/// - only the first line is kept: providers' descriptions run over lines
+///   (trace ids, timestamps);
+/// - control characters become spaces: an escape sequence must not reach
+///   a terminal;
+/// - at most `MAX_SHOWN` characters are kept.
+fn shown(text: &str, secrets: &[&str]) -> String {
+    // Longest first, so that a shorter secret inside a longer one does
+    // not leave pieces of the longer one to be seen.
+    let mut masks: Vec<String> = secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .flat_map(|secret| [secret.to_string(), form_encode(secret)])
+        .collect();
+    masks.sort_by_key(|mask| std::cmp::Reverse(mask.len()));
+    let mut text = text.to_string();
+    for mask in &masks {
+        text = text.replace(mask.as_str(), "***");
+    }
+    let line = text.trim_start().lines().next().unwrap_or_default();
+    let line: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim_end();
+    if line.chars().count() > MAX_SHOWN {
+        let cut: String = line.chars().take(MAX_SHOWN).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
 }
 
 fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> {
@@ -295,7 +357,7 @@ fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> 
         return Err(failed(format!(
             "{}: {}",
             output.status,
-            first_line(stderr.trim())
+            shown(&stderr, &[])
         )));
     }
     let stdout = String::from_utf8(output.stdout)
@@ -377,6 +439,36 @@ mod tests {
         let now = Instant::now();
         let until = fresh_until(now, Duration::from_secs(u64::MAX));
         assert_eq!(until - now, Duration::from_secs(24 * 3600 - 300));
+    }
+
+    #[test]
+    fn an_echoed_secret_is_masked_as_given_and_as_sent() {
+        let secrets = ["s3cret/+=", "r3fresh"];
+        let shown = |text| shown(text, &secrets);
+        assert_eq!(
+            shown("client_secret=s3cret%2F%2B%3D&refresh_token=r3fresh"),
+            "client_secret=***&refresh_token=***"
+        );
+        assert_eq!(
+            shown("got s3cret/+= twice: s3cret/+="),
+            "got *** twice: ***"
+        );
+        // An empty secret masks nothing.
+        assert_eq!(super::shown("a b", &[""]), "a b");
+    }
+
+    #[test]
+    fn shown_text_is_one_line_without_control_characters_and_capped() {
+        assert_eq!(
+            shown("\x1b[31mbad\tthing\r\nTrace ID: 1", &[]),
+            " [31mbad thing"
+        );
+        assert_eq!(shown("\n\nsecond line", &[]), "second line");
+        let long = "é".repeat(MAX_SHOWN + 1);
+        let cut = shown(&long, &[]);
+        assert_eq!(cut.chars().count(), MAX_SHOWN + 1);
+        assert!(cut.ends_with("é…"));
+        assert_eq!(shown(&long[..2 * MAX_SHOWN], &[]), "é".repeat(MAX_SHOWN));
     }
 
     #[test]

@@ -13,7 +13,10 @@ Microsoft's (POST /<tenant>/oauth2/v2.0/token) and answering like it:
 - a wrong refresh token: 400 invalid_grant;
 - an unknown tenant: 400 invalid_request (AADSTS90002);
 - --no-consent: 400 invalid_grant (AADSTS65001);
-- --outage STATUS: that status with an HTML page (an outage, throttling).
+- --outage STATUS: that status with an HTML page (an outage, throttling);
+- --echo-request: 401 invalid_client that echoes the raw request body
+  (client secret, refresh token and all) in `error_description`, after
+  an escape sequence, as careless endpoints do.
 
 Every request is logged to --log as one line: `<grant_type>`.
 """
@@ -45,6 +48,9 @@ def main():
     parser.add_argument("--outage", type=int,
                         help="answer every request with this HTTP status and an HTML page "
                              "(503: an outage, 429: throttled)")
+    parser.add_argument("--echo-request", action="store_true",
+                        help="answer 401 invalid_client with the raw request body "
+                             "in error_description")
     parser.add_argument("--tokens", required=True)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
@@ -69,12 +75,16 @@ def main():
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", "0"))
-            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            body = self.rfile.read(length).decode()
+            form = urllib.parse.parse_qs(body)
             field = lambda name: form.get(name, [""])[0]
             grant = field("grant_type")
             with lock, open(args.log, "a") as log:
                 log.write(grant + "\n")
             time.sleep(args.delay)
+            if args.echo_request:
+                return self.refuse(401, "invalid_client",
+                                   "\x1b[31mbad request: %s\r\nTrace ID: 1234" % body)
             if args.outage:
                 page = b"<html><body>Service unavailable</body></html>"
                 self.send_response(args.outage)
