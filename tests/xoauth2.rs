@@ -348,6 +348,28 @@ fn every_token_failure_says_what_to_check() {
             "run the command by hand",
         ),
         (
+            "helper prints without end",
+            "{command: [\"sh\", \"-c\", \"yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"]}".to_string(),
+            OAUTH_CLIENT_SECRET,
+            "the token command `sh` failed: it printed more than 64 KiB: it must print only the token",
+            "run the command by hand",
+        ),
+        (
+            "helper prints JSON with an empty token",
+            r#"{command: ["sh", "-c", "echo '{\"access_token\": \"\", \"expires_in\": 600}'"]}"#
+                .to_string(),
+            OAUTH_CLIENT_SECRET,
+            "the token command `sh` failed: it printed something that starts with `{` but is not JSON with a non-empty `access_token`",
+            "run the command by hand",
+        ),
+        (
+            "helper prints cut-off JSON",
+            r#"{command: ["sh", "-c", "printf '{\"access_token\": \"tok-'"]}"#.to_string(),
+            OAUTH_CLIENT_SECRET,
+            "it printed something that starts with `{` but is not JSON with a non-empty `access_token`",
+            "run the command by hand",
+        ),
+        (
             "token the server does not accept",
             "{command: [\"echo\", \"tok-not-issued\"]}".to_string(),
             OAUTH_CLIENT_SECRET,

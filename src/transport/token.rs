@@ -17,6 +17,9 @@ use crate::config::TokenSource;
 const MARGIN: Duration = Duration::from_secs(300);
 /// How long a bare token printed by a command is used (it says no expiry).
 const COMMAND_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A token command prints a token: a few KiB at most. More is a runaway
+/// helper (`yes`), which would otherwise fill memory until the timeout.
+const MAX_COMMAND_OUTPUT: usize = 64 * 1024;
 /// How much of an endpoint's error, or a command's complaint, is shown.
 const MAX_SHOWN: usize = 300;
 /// Form fields that carry a secret: never shown, not even when the
@@ -363,19 +366,29 @@ fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> 
     let stdout = String::from_utf8(output.stdout)
         .map_err(|_| failed("it printed something that is not text".into()))?;
     let printed = stdout.trim();
-    let (value, lifetime) = match serde_json::from_str::<Answer>(printed) {
-        Ok(Answer {
-            access_token: Some(value),
-            expires_in,
-            ..
-        }) => {
-            let seconds = expires_in.and_then(|v| v.as_u64());
-            (
-                value,
-                seconds.map_or(COMMAND_TOKEN_LIFETIME, Duration::from_secs),
-            )
+    // `{` means JSON was meant: a helper's error object or a cut-off answer
+    // must fail here, not be presented to the server as the token.
+    let (value, lifetime) = if printed.starts_with('{') {
+        match serde_json::from_str::<Answer>(printed) {
+            Ok(Answer {
+                access_token: Some(value),
+                expires_in,
+                ..
+            }) if !value.is_empty() => {
+                let seconds = expires_in.and_then(|v| v.as_u64());
+                (
+                    value,
+                    seconds.map_or(COMMAND_TOKEN_LIFETIME, Duration::from_secs),
+                )
+            }
+            _ => {
+                return Err(failed(
+                    "it printed something that starts with `{` but is not JSON with a non-empty `access_token`".into(),
+                ));
+            }
         }
-        _ => (printed.to_string(), COMMAND_TOKEN_LIFETIME),
+    } else {
+        (printed.to_string(), COMMAND_TOKEN_LIFETIME)
     };
     if value.is_empty() || value.contains(char::is_whitespace) {
         return Err(failed(
@@ -388,31 +401,98 @@ fn run_command(argv: &[String], timeout: Duration) -> Result<Token, TokenError> 
     })
 }
 
-/// Runs the command; a helper that hangs is stopped after `timeout`.
+/// Runs the command and returns what it printed. A helper that hangs is
+/// stopped after `timeout`, one that prints more than `MAX_COMMAND_OUTPUT`
+/// at once: only that much is ever held in memory.
 fn output_within(argv: &[String], timeout: Duration) -> Result<std::process::Output, String> {
     use std::process::{Command, Stdio};
-    let child = Command::new(&argv[0])
+    let deadline = Instant::now() + timeout;
+    let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Each pipe is read in a thread, so that the helper never blocks on a
+    // full one. Of stdout one byte more than allowed is read: enough to
+    // know that it printed too much. Of stderr (shown as one line) the
+    // start is kept and the rest read and dropped.
+    let out = std::thread::spawn(move || read_at_most(stdout, MAX_COMMAND_OUTPUT + 1));
+    let err = std::thread::spawn(move || {
+        let kept = read_at_most(&mut stderr, MAX_COMMAND_OUTPUT);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        kept
     });
-    match finished.recv_timeout(timeout) {
-        Ok(output) => output.map_err(|e| e.to_string()),
-        Err(_) => {
-            // SAFETY: signalling our own child, which has not been waited
-            // for yet (the waiting thread is still blocked on it).
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-            Err(format!("no token within {} s", timeout.as_secs()))
+    let timed_out = || format!("no token within {} s", timeout.as_secs());
+
+    // Stdout ends when the helper is done printing, or at the limit.
+    if !wait_until(deadline, || out.is_finished()) {
+        return Err(stop(&mut child, timed_out()));
+    }
+    let stdout = match out.join() {
+        Ok(Ok(bytes)) if bytes.len() <= MAX_COMMAND_OUTPUT => bytes,
+        Ok(Ok(_)) => {
+            let problem = format!(
+                "it printed more than {} KiB: it must print only the token",
+                MAX_COMMAND_OUTPUT / 1024
+            );
+            return Err(stop(&mut child, problem));
         }
+        Ok(Err(problem)) => return Err(stop(&mut child, problem)),
+        Err(_) => return Err(stop(&mut child, "reading its output failed".into())),
+    };
+    // Then it exits, and its stderr ends. (Should `try_wait` fail, the
+    // helper counts as still running: it is stopped at the deadline.)
+    let mut status = None;
+    let exited = wait_until(deadline, || {
+        if status.is_none() {
+            status = child.try_wait().ok().flatten();
+        }
+        status.is_some() && err.is_finished()
+    });
+    let Some(status) = status.filter(|_| exited) else {
+        return Err(stop(&mut child, timed_out()));
+    };
+    let stderr = err.join().map_err(|_| "reading its stderr failed")??;
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Kills the helper and says why. Through its handle, which also reaps it:
+/// never a signal to a pid that may have been reused meanwhile.
+fn stop(child: &mut std::process::Child, problem: String) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    problem
+}
+
+/// Up to `limit` bytes from `reader`, until its end.
+fn read_at_most(reader: impl std::io::Read, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader
+        .take(limit as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Polls `done` until it holds (true) or `deadline` has passed (false).
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
