@@ -487,6 +487,52 @@ fn an_endpoint_echoing_the_request_does_not_leak_its_secrets() {
     assert_eq!(echo.requests(), ["client_credentials", "refresh_token"]);
 }
 
+/// Even at MAILRULES_LOG=trace the HTTP client's own trace, a hex dump of
+/// each request and answer (the client secret and the access token in
+/// them), stays out of the logs.
+#[test]
+fn trace_logs_leave_out_the_http_clients_dump_of_requests() {
+    let tokens = TokenServer::start(3600, &[]);
+    let smtp = smtp_for(&tokens, &[]);
+    let override_file =
+        smtp.xoauth2_override(MAILBOX, &client_credentials(&tokens.url(OAUTH_TENANT)));
+    let daemon = Daemon::start_with(
+        Path::new(EXAMPLE),
+        &["--transport-override", override_file.to_str().unwrap()],
+        &[
+            ("TEST_CLIENT_SECRET", OAUTH_CLIENT_SECRET),
+            // A directive naming ureq's own module is overruled too.
+            ("MAILRULES_LOG", "trace,ureq_proto::util=trace"),
+        ],
+    );
+    let request = invoice_request("klant@example.com", serde_json::json!({}));
+    let reply = daemon.post("/v1/send", &request);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let logs = daemon.logs();
+    assert!(logs.contains(" TRACE "), "trace is on: {logs}");
+    // ureq dumps 16 bytes a row, first in hex ("7b22 746f 6b65 6e5f ...",
+    // "----" past the end), then as text: a secret is cut over rows.
+    let hex_dump = |line: &str| {
+        let Some((_, message)) = line.split_once(" TRACE ") else {
+            return false;
+        };
+        let groups: Vec<&str> = message.split(' ').take(8).collect();
+        groups.len() == 8
+            && groups.iter().all(|group| {
+                group.len() == 4 && group.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            })
+    };
+    assert!(
+        !logs.lines().any(hex_dump),
+        "an HTTP dump in the logs: {logs}"
+    );
+    assert!(!logs.contains("Connected TcpStream"), "{logs}");
+    assert!(!logs.contains(OAUTH_CLIENT_SECRET), "{logs}");
+    let logins = smtp.xoauth2_logins();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert!(!logs.contains(&logins[0].2), "the token is never logged");
+}
+
 #[test]
 fn validate_refuses_a_secret_in_the_yaml_and_a_token_endpoint_without_tls() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,6 +42,8 @@ pub fn run(
 
 /// Logs go to stderr; stdout carries only the listening address.
 pub(super) fn start_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILRULES_LOG")
         // notify reports its own housekeeping (a watch on a replaced
         // directory) at info: noise for an operator.
@@ -51,8 +53,32 @@ pub(super) fn start_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // The HTTP client's debug and trace output holds the raw bytes of the
+    // token endpoint's requests and answers (the client secret, the access
+    // token): it is dropped whatever MAILRULES_LOG says. A filter applied
+    // after the user's, not a `ureq=warn` directive added to it: a more
+    // specific directive (`ureq_proto::client=trace`, or a span's
+    // `[send]=trace`) would win over that one.
+    let http_client_quiet = tracing_subscriber::filter::filter_fn(|metadata| {
+        *metadata.level() <= tracing::Level::WARN || !is_http_client(metadata.target())
+    });
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.finish().with(http_client_quiet).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(http_client_quiet)
+            .init(),
     }
+}
+
+/// The crates of ureq, which fetches OAuth 2.0 tokens: they trace the raw
+/// bytes of every request and answer.
+const HTTP_CLIENT_TARGETS: [&str; 2] = ["ureq", "ureq_proto"];
+
+/// Whether `target` (`ureq_proto::client::flow`, …) is in one of them.
+fn is_http_client(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or_default();
+    HTTP_CLIENT_TARGETS.contains(&krate)
 }
