@@ -1059,4 +1059,22 @@ fn an_edited_transport_override_is_applied_by_a_reload() {
     assert_eq!(daemon.post("/v1/send", &request).status, 200);
     assert_eq!(second.received().len(), 1, "sent through the new override");
     assert_eq!(first.received().len(), 1);
+
+/// `GET /v1/messages` returns at most 10,000 messages: a larger `limit`
+/// is refused naming it, not quietly cut down to a list that looks whole.
+#[test]
+fn a_message_list_limit_over_the_maximum_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.db");
+    let daemon = Daemon::start(Path::new(EXAMPLE), &["--outbox", outbox.to_str().unwrap()]);
+    let most = daemon.get("/v1/messages?limit=10000");
+    assert_eq!(most.status, 200, "{}", most.text);
+    let over = daemon.get("/v1/messages?limit=10001");
+    assert_eq!(over.status, 400, "{}", over.text);
+    assert_eq!(over.json["field"], "limit", "{}", over.text);
+    assert!(
+        over.json["error"].as_str().unwrap().contains("10000"),
+        "{}",
+        over.text
+    );
 }

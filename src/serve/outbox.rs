@@ -281,7 +281,21 @@ pub async fn messages(
                 })?,
         ),
     };
-    let limit = query.limit.unwrap_or(100).min(MAX_LIST);
+    // Refused, not cut down: a caller asking for more than the maximum
+    // would otherwise take a short list for all there is.
+    let limit = query.limit.unwrap_or(100);
+    if limit > MAX_LIST {
+        let problem = Problem {
+            field: Some("limit".into()),
+            hint: Some(format!(
+                "ask for at most {MAX_LIST} messages (`limit=0`: only the counts)"
+            )),
+            ..Problem::new(format!(
+                "`limit` is {limit}, more than the maximum of {MAX_LIST}"
+            ))
+        };
+        return Err(Refusal(StatusCode::BAD_REQUEST, problem));
+    }
     let store = Arc::clone(&outbox.store);
     let listed = tokio::task::spawn_blocking(move || {
         Ok::<_, StoreError>((store.list(state, limit)?, store.counts()?))
