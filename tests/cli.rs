@@ -943,3 +943,94 @@ fn sendmail_exit_codes_say_temporary_or_permanent() {
         );
     }
 }
+
+/// Every duration flag is bounded: `--poll-interval 0s` spun a CPU, and
+/// `--debounce 99999999999999d` or a huge `--retry-delay` overflowed and
+/// panicked a thread. clap refuses them: exit 2, naming the flag and the
+/// allowed range. (A flag taken by mistake would start the daemon, so
+/// each run is stopped after a while rather than waited for.)
+#[test]
+fn duration_flags_out_of_range_are_refused_with_the_range() {
+    let cases: [(&[&str], &str, &str); 9] = [
+        (
+            &["serve", "--debounce", "99999999999999d"],
+            "--debounce",
+            "from 10ms to 1min",
+        ),
+        (
+            &["serve", "--poll-interval", "0s"],
+            "--poll-interval",
+            "from 100ms to 1h",
+        ),
+        (
+            &["serve", "--recheck-interval", "1ns"],
+            "--recheck-interval",
+            "0 (off), or a duration from 100ms to 1day",
+        ),
+        (
+            &["outbox", "deliver", "--retry-delay", "4000000000000d"],
+            "--retry-delay",
+            "from 100ms to 1day",
+        ),
+        (
+            &["outbox", "deliver", "--retry-max-delay", "4000000000000d"],
+            "--retry-max-delay",
+            "from 100ms to 1day",
+        ),
+        (
+            &["outbox", "deliver", "--max-age", "5000000000000d"],
+            "--max-age",
+            "from 1s to 365days",
+        ),
+        (
+            &["serve", "--admin-notice-interval", "0s"],
+            "--admin-notice-interval",
+            "from 1s to 7days",
+        ),
+        (
+            &["serve", "--retry-delay", "2days"],
+            "--retry-delay",
+            "from 100ms to 1day",
+        ),
+        (
+            &["send", "--batch", "b.jsonl", "--retry-delay", "0s"],
+            "--retry-delay",
+            "from 10ms to 1day",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (args, flag, range) in cases {
+        let mut child = mailrules()
+            .args(["--config", EXAMPLE, "--outbox"])
+            .arg(dir.path().join("outbox.db"))
+            .args(args)
+            .args(if args[0] == "serve" {
+                &["--listen", "127.0.0.1:0"][..]
+            } else {
+                &[]
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("{args:?} was taken: the command ran");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "{args:?}: {stderr}"
+        );
+    }
+}

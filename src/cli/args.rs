@@ -272,8 +272,8 @@ pub struct SendArgs {
     #[arg(long)]
     pub retries: Option<u32>,
     /// Wait before a batch message's first retry; doubled for each next
-    /// one [default: 2s].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// one [default: 2s; 10ms to 1day].
+    #[arg(long, value_parser = parse_batch_retry_delay)]
     pub retry_delay: Option<std::time::Duration>,
     /// Store the message in the outbox (--outbox FILE) instead of sending
     /// it now; a daemon on that outbox, or `mailrules outbox deliver`,
@@ -334,15 +334,15 @@ pub struct ServeArgs {
     /// systems), or not at all (SIGHUP and POST /v1/reload only).
     #[arg(long, value_enum, default_value = "native")]
     pub watch: crate::serve::WatchMode,
-    /// Quiet period after the last file event before reloading.
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    /// Quiet period after the last file event before reloading (10ms to 1min).
+    #[arg(long, default_value = "200ms", value_parser = parse_debounce)]
     pub debounce: Duration,
-    /// How often --watch poll looks at the files.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How often --watch poll looks at the files (100ms to 1h).
+    #[arg(long, default_value = "2s", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
     /// How often the files are compared with what serves, in case a file
-    /// event was lost; 0 turns it off.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// event was lost; 0 turns it off (else 100ms to 1day).
+    #[arg(long, default_value = "30s", value_parser = parse_recheck_interval)]
     pub recheck_interval: Duration,
     /// Log lines on stderr as text or as JSON (one object a line). The
     /// level comes from MAILRULES_LOG (default `info`).
@@ -356,34 +356,87 @@ fn parse_idempotency_key(text: &str) -> Result<String, String> {
     crate::outbox::check_idempotency_key(text).map(|()| text.to_string())
 }
 
-/// The shortest wait before a retry: a server that refuses at once must
-/// not be hammered.
-const SHORTEST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
-fn parse_retry_delay(text: &str) -> Result<Duration, String> {
-    let delay = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if delay < SHORTEST_RETRY_DELAY {
-        return Err("at least 100ms: a server that refuses at once must not be hammered".into());
+/// A duration flag's value within `min..=max`; `range` says the allowed
+/// values in the error. Every duration flag is bounded: zero or a tiny
+/// interval makes a thread spin a CPU, and a huge one overflows the
+/// arithmetic done on it (and is a typo anyway).
+fn parse_bounded(
+    text: &str,
+    min: Duration,
+    max: Duration,
+    range: &str,
+) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| format!("{e}; write {range}"))?;
+    if value < min || value > max {
+        return Err(format!("out of range: write {range}"));
     }
-    Ok(delay)
+    Ok(value)
+}
+
+fn parse_debounce(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 10ms to 1min";
+    parse_bounded(text, Duration::from_millis(10), MINUTE, range)
+}
+
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 100ms to 1h";
+    parse_bounded(text, Duration::from_millis(100), HOUR, range)
+}
+
+/// 0 turns the recheck off; otherwise as often as polling may look.
+fn parse_recheck_interval(text: &str) -> Result<Duration, String> {
+    let range = "0 (off), or a duration from 100ms to 1day";
+    match humantime::parse_duration(text) {
+        Ok(Duration::ZERO) => Ok(Duration::ZERO),
+        _ => parse_bounded(text, Duration::from_millis(100), DAY, range),
+    }
+}
+
+/// The outbox's waits between tries: at least 100ms, because a server that
+/// refuses at once must not be hammered; at most a day, because a message
+/// waiting longer between tries is better dead-lettered by --max-age.
+fn parse_retry_delay(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 100ms to 1day (at least 100ms: a server that refuses at once must not be hammered)";
+    parse_bounded(text, Duration::from_millis(100), DAY, range)
+}
+
+/// A batch retries a few times only (--retries), so shorter waits are fine.
+fn parse_batch_retry_delay(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 10ms to 1day";
+    parse_bounded(text, Duration::from_millis(10), DAY, range)
+}
+
+fn parse_max_age(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 1s to 365days";
+    parse_bounded(text, Duration::from_secs(1), 365 * DAY, range)
+}
+
+fn parse_admin_notice_interval(text: &str) -> Result<Duration, String> {
+    let range = "a duration from 1s to 7days";
+    parse_bounded(text, Duration::from_secs(1), 7 * DAY, range)
 }
 
 /// How the outbox delivers: `serve --outbox` and `outbox deliver`.
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
     /// Wait before a queued message's first retry after a temporary
-    /// failure; doubled for each next one, with jitter.
+    /// failure; doubled for each next one, with jitter (100ms to 1day).
     #[arg(long, default_value = "30s", value_parser = parse_retry_delay)]
     pub retry_delay: Duration,
-    /// The longest wait between two tries of a queued message.
+    /// The longest wait between two tries of a queued message (100ms to 1day).
     #[arg(long, default_value = "30m", value_parser = parse_retry_delay)]
     pub retry_max_delay: Duration,
     /// A queued message not delivered this long after it was accepted is
-    /// moved to the dead letters.
-    #[arg(long, default_value = "2days", value_parser = humantime::parse_duration)]
+    /// moved to the dead letters (1s to 365days).
+    #[arg(long, default_value = "2days", value_parser = parse_max_age)]
     pub max_age: Duration,
-    /// At most one summary of dead letters to `alerts.admin_email` this often.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    /// At most one summary of dead letters to `alerts.admin_email` this
+    /// often (1s to 7days).
+    #[arg(long, default_value = "15m", value_parser = parse_admin_notice_interval)]
     pub admin_notice_interval: Duration,
 }
 
@@ -437,5 +490,43 @@ pub fn parse_secret_reference(text: &str) -> Result<crate::config::Secret, Strin
         _ => Err(
             "write where the token is: `env:NAME` or `file:PATH` (never the token itself)".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Both bounds are taken; a value just below, just above and far above
+    /// is refused with the range in the message.
+    fn check(parse: fn(&str) -> Result<Duration, String>, [min, max, below, above]: [&str; 4]) {
+        assert!(parse(min).is_ok(), "{min}");
+        assert!(parse(max).is_ok(), "{max}");
+        for out in [below, above, "4000000000000d"] {
+            let error = parse(out).expect_err(out);
+            assert!(error.contains(min) && error.contains(max), "{out}: {error}");
+        }
+    }
+
+    #[test]
+    fn duration_flags_take_their_range_and_refuse_beyond_it() {
+        check(super::parse_debounce, ["10ms", "1min", "9ms", "61s"]);
+        check(super::parse_poll_interval, ["100ms", "1h", "99ms", "61min"]);
+        check(
+            super::parse_recheck_interval,
+            ["100ms", "1day", "1ns", "25h"],
+        );
+        check(super::parse_retry_delay, ["100ms", "1day", "99ms", "25h"]);
+        check(
+            super::parse_batch_retry_delay,
+            ["10ms", "1day", "9ms", "25h"],
+        );
+        check(super::parse_max_age, ["1s", "365days", "999ms", "366days"]);
+        check(
+            super::parse_admin_notice_interval,
+            ["1s", "7days", "0s", "8days"],
+        );
+        // 0 turns the recheck off.
+        assert_eq!(super::parse_recheck_interval("0"), Ok(Duration::ZERO));
     }
 }

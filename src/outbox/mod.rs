@@ -190,7 +190,11 @@ impl RetrySettings {
             .saturating_mul(1u32 << attempts.saturating_sub(1).min(30));
         let capped = doubled.min(self.max_delay);
         let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
-        capped / 2 + capped / 2 * jitter / 1000
+        // Divided before multiplied: `half * jitter` overflows (and
+        // panics) for a huge delay; `half / 1000 * jitter` stays below
+        // `half`, and loses less than a microsecond.
+        let half = capped / 2;
+        half + half / 1000 * jitter
     }
 }
 
@@ -227,6 +231,21 @@ mod tests {
             let delay = settings.delay_after(attempts);
             let full = Duration::from_secs(full);
             assert!(delay >= full / 2 && delay <= full, "{attempts}: {delay:?}");
+        }
+    }
+
+    /// The flags bound the delays, but the arithmetic must not rely on it:
+    /// it runs in the delivery worker, where a panic stops delivery.
+    #[test]
+    fn huge_retry_delays_do_not_overflow() {
+        let settings = RetrySettings {
+            first_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            max_age: Duration::MAX,
+        };
+        for attempts in [0, 1, 2, 31, 64, u32::MAX] {
+            let delay = settings.delay_after(attempts);
+            assert!(delay >= Duration::MAX / 2, "{attempts}: {delay:?}");
         }
     }
 }
