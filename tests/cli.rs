@@ -1034,3 +1034,72 @@ fn duration_flags_out_of_range_are_refused_with_the_range() {
         );
     }
 }
+
+/// Rendering time grows with the square of the To and Cc lists, so a
+/// message takes at most 1,000 recipients: refused before rendering, by
+/// the flags (exit 2), by a batch line (naming `to`), and by `render` with
+/// the profile's bcc counted (SMALL's bcc makes 1,000 `--to` one too many).
+#[test]
+fn more_than_a_thousand_recipients_are_refused_before_rendering() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yaml", SMALL);
+    let data = write(dir.path(), "d.yaml", "number: 7\n");
+    let thousand: Vec<String> = (1..=1000).map(|n| format!("c{n}@x.example")).collect();
+    let flags: Vec<&str> = thousand.iter().flat_map(|to| ["--to", to]).collect();
+    let context = ["-a", "shop", "-u", "clerk", "-p", "notice", "--data"];
+
+    let send = run(mailrules()
+        .args(["send", "--config"])
+        .arg(&config)
+        .args(context)
+        .arg(&data)
+        .args(&flags)
+        .args(["--cc", "d@x.example"]));
+    assert_eq!(send.code, 2, "{}", send.stderr);
+    assert!(
+        send.stderr
+            .contains("1001 recipients (--to and --cc together), more than the limit of 1000"),
+        "{}",
+        send.stderr
+    );
+
+    let preview = run(mailrules()
+        .args(["preview", "--config"])
+        .arg(&config)
+        .args(context)
+        .arg(&data)
+        .args(&flags));
+    assert_eq!(preview.code, 1, "{}", preview.stderr);
+    assert!(
+        preview.stderr.contains(
+            "1001 recipients (`to`, `cc` and the profile's `bcc` together), more than the limit of 1000"
+        ),
+        "{}",
+        preview.stderr
+    );
+
+    let mut to = thousand.clone();
+    to.push("c1001@x.example".into());
+    let line = serde_json::json!({
+        "id": "crowd", "administration": "shop", "user": "clerk", "process": "notice",
+        "to": to, "data": {"number": 7},
+    });
+    let batch = write(dir.path(), "b.jsonl", &format!("{line}\n"));
+    let result = run(mailrules()
+        .args(["send", "--config"])
+        .arg(&config)
+        .arg("--batch")
+        .arg(&batch));
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    let results = std::fs::read_to_string(dir.path().join("b.results.jsonl")).unwrap();
+    let results: serde_json::Value = serde_json::from_str(results.trim()).unwrap();
+    assert_eq!(results["field"], "to", "{results}");
+    assert_eq!(results["attempts"], 0, "{results}");
+    assert!(
+        results["error"].as_str().unwrap().contains(
+            "`to`: 1001 recipients (`to` and `cc` together), more than the limit of 1000"
+        ),
+        "{results}"
+    );
+    assert!(!dir.path().join("outbox").exists(), "nothing was written");
+}

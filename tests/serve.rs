@@ -1078,3 +1078,35 @@ fn a_message_list_limit_over_the_maximum_is_refused() {
         over.text
     );
 }
+
+/// A request with more than 1,000 recipients (`to` and `cc` together) is
+/// refused with 400 naming `to`, before anything is rendered or queued:
+/// rendering time grows with the square of the list.
+#[test]
+fn more_than_a_thousand_recipients_are_refused_naming_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.db");
+    let daemon = Daemon::start(Path::new(EXAMPLE), &["--outbox", outbox.to_str().unwrap()]);
+    let to: Vec<String> = (1..=1000)
+        .map(|n| format!("klant{n}@example.com"))
+        .collect();
+    let body = invoice_request(
+        "klant@example.com",
+        json!({"to": to, "cc": ["cc@example.com"]}),
+    );
+    for path in ["/v1/send", "/v1/preview"] {
+        let reply = daemon.post(path, &body);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text);
+        assert_eq!(reply.json["field"], "to", "{}", reply.text);
+        assert!(
+            reply.json["error"]
+                .as_str()
+                .unwrap()
+                .contains("1001 recipients (`to` and `cc` together), more than the limit of 1000"),
+            "{}",
+            reply.text
+        );
+    }
+    let counts = daemon.get("/v1/messages?limit=0").json["counts"].clone();
+    assert_eq!(counts["queued"], 0, "nothing was queued: {counts}");
+}

@@ -19,6 +19,24 @@ use crate::resolve::Resolution;
 pub use lint::lint;
 pub use text::Bodies;
 
+/// The most recipients of one message: `to` and `cc` together, and with
+/// the profile's `bcc` when rendering. lettre adds each To and Cc address
+/// in time that grows with the addresses before it, so a long list costs
+/// quadratic CPU (8,000 took 20 s); a real message needs far fewer.
+pub const MAX_RECIPIENTS: usize = 1000;
+
+/// The one check of a request's recipient count, made before anything is
+/// rendered: by the flags, by batch lines and API bodies, and by `render`.
+/// `counted` says which fields were counted, for the error.
+pub fn check_recipient_count(count: usize, counted: &str) -> Result<(), String> {
+    if count > MAX_RECIPIENTS {
+        return Err(format!(
+            "{count} recipients ({counted}), more than the limit of {MAX_RECIPIENTS} a message; send several messages"
+        ));
+    }
+    Ok(())
+}
+
 /// A file attached to one request.
 #[derive(Debug, Clone)]
 pub struct FileAttachment {
@@ -120,6 +138,8 @@ pub enum RenderError {
     TooLarge { size: u64, limit: u64 },
     #[error("the message has no recipient")]
     NoRecipients,
+    #[error("{0}")]
+    TooManyRecipients(String),
     #[error("cannot build the message: {0}")]
     Build(String),
 }
@@ -159,6 +179,11 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
         return Err(RenderError::NoRecipients);
     }
     let effective = &resolution.effective;
+    // Requests were checked without the bcc; this also covers every other
+    // caller (alerts, `mailrules test`), before the costly headers are built.
+    let count = input.to.len() + input.cc.len() + effective.bcc.len();
+    check_recipient_count(count, "`to`, `cc` and the profile's `bcc` together")
+        .map_err(RenderError::TooManyRecipients)?;
     let template = resolution.template.template;
     let language = resolution.template.language.clone();
     let context = context(
