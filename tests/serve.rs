@@ -1059,6 +1059,7 @@ fn an_edited_transport_override_is_applied_by_a_reload() {
     assert_eq!(daemon.post("/v1/send", &request).status, 200);
     assert_eq!(second.received().len(), 1, "sent through the new override");
     assert_eq!(first.received().len(), 1);
+}
 
 /// `GET /v1/messages` returns at most 10,000 messages: a larger `limit`
 /// is refused naming it, not quietly cut down to a list that looks whole.
