@@ -9,8 +9,12 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use lettre::address::Envelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Body as MimeBody, Mailbox, Message, MultiPart, SinglePart};
+use lettre::message::header::{
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue,
+};
+use lettre::message::{
+    Attachment, Body as MimeBody, Mailbox, Mailboxes, Message, MultiPart, SinglePart,
+};
 use serde_json::{Map, Value, json};
 
 use crate::config::InlineImage;
@@ -20,9 +24,9 @@ pub use lint::lint;
 pub use text::Bodies;
 
 /// The most recipients of one message: `to` and `cc` together, and with
-/// the profile's `bcc` when rendering. lettre adds each To and Cc address
-/// in time that grows with the addresses before it, so a long list costs
-/// quadratic CPU (8,000 took 20 s); a real message needs far fewer.
+/// the profile's `bcc` when rendering. A request's work must stay bounded
+/// (added one by one, 8,000 addresses once took 20 s of CPU), and providers
+/// refuse more anyway (Microsoft 365 takes at most 1,000 a message).
 pub const MAX_RECIPIENTS: usize = 1000;
 
 /// The one check of a request's recipient count, made before anything is
@@ -93,6 +97,10 @@ impl Rendered {
     pub fn envelope(&self) -> &Envelope {
         self.message.envelope()
     }
+}
+
+fn mailboxes(list: &[Mailbox]) -> Mailboxes {
+    list.iter().cloned().collect()
 }
 
 /// The private `Bcc:` header of a sent copy (empty without BCC): mail
@@ -226,11 +234,13 @@ pub fn render(resolution: &Resolution<'_>, input: &MessageInput) -> Result<Rende
             .map_err(|e| RenderError::Build(format!("header `{name}`: {e}")))?;
         builder = builder.raw_header(text_header(name, value));
     }
-    for to in &input.to {
-        builder = builder.to(to.clone());
+    // Each list is set as one header: lettre's `to()` and `cc()` parse the
+    // header built so far again for every address added, quadratic time.
+    if !input.to.is_empty() {
+        builder = builder.mailbox(header::To::from(mailboxes(&input.to)));
     }
-    for cc in &input.cc {
-        builder = builder.cc(cc.clone());
+    if !input.cc.is_empty() {
+        builder = builder.mailbox(header::Cc::from(mailboxes(&input.cc)));
     }
     if let Some(reply_to) = &effective.reply_to {
         builder = builder.reply_to((*reply_to).clone());
