@@ -299,18 +299,18 @@ fn tagged_status(line: &str, tag: &str) -> Option<Reply> {
     })
 }
 
-/// The TLS client: the system's roots plus the optional `ca_file`.
 /// An I/O error as the reader should see it: a read past the timeout
 /// surfaces as EAGAIN ("Resource temporarily unavailable").
 fn io_problem(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            format!("timed out: no answer within {} s", TIMEOUT.as_secs())
+            super::no_answer_within(TIMEOUT)
         }
         _ => error.to_string(),
     }
 }
 
+/// The TLS client: the system's roots plus the optional `ca_file`.
 fn tls(copy: &CopyToSent, tcp: TcpStream) -> Result<Stream, String> {
     let mut roots = RootCertStore::empty();
     for certificate in rustls_native_certs::load_native_certs().certs {

@@ -38,6 +38,12 @@ pub struct Receipt {
     pub reply: String,
 }
 
+/// How every transport (SMTP, IMAP, the token endpoint) words a read
+/// that ran past its limit: the OS says EAGAIN, libraries "timeout: global".
+fn no_answer_within(limit: Duration) -> String {
+    format!("timed out: no answer within {} s", limit.as_secs_f64())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error(transparent)]

@@ -213,10 +213,7 @@ impl Tokens {
         let started = Instant::now();
         let failed = |error: ureq::Error| match error {
             // ureq says "timeout: global": say what it means.
-            ureq::Error::Timeout(_) => format!(
-                "timed out: no answer within {} s",
-                self.timeout.as_secs_f64()
-            ),
+            ureq::Error::Timeout(_) => super::no_answer_within(self.timeout),
             other => other.to_string(),
         };
         // Encoded here rather than by ureq, so that we know how each secret

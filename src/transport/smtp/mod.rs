@@ -317,9 +317,9 @@ impl SmtpDeliver {
             // A read timeout surfaces as EAGAIN ("Resource temporarily
             // unavailable"): say what it means.
             _ if timed_out(error) => SendError::Connection(format!(
-                "{}: timed out: no answer within {} s",
+                "{}: {}",
                 self.server,
-                self.timeout.as_secs_f32()
+                super::no_answer_within(self.timeout)
             )),
             _ => SendError::Connection(format!("{}: {}", self.server, describe_chain(error))),
         }
