@@ -311,13 +311,8 @@ impl SendArgs {
                 "{flag} goes with --batch FILE.jsonl"
             )));
         }
-        let message = &self.message;
-        // The limit a batch line and an API request get too (see render).
-        let count = message.to.len() + message.cc.len();
-        crate::render::check_recipient_count(count, "--to and --cc together")
-            .map_err(super::CliError::Usage)?;
         let context = self.context.complete("send", "--batch")?;
-        Ok(Some((context, message)))
+        Ok(Some((context, &self.message)))
     }
 }
 

@@ -402,6 +402,9 @@ fn message_input(args: &MessageArgs) -> Result<MessageInput, CliError> {
             "give at least one recipient: --to ADDR".into(),
         ));
     }
+    // The limit a batch line and an API request get too (see render).
+    let count = args.to.len() + args.cc.len();
+    render::check_recipient_count(count, "--to and --cc together").map_err(CliError::Usage)?;
     let data = match &args.data {
         Some(path) => config::load_data(path).map_err(file_error("data file", path))?,
         None => serde_json::Value::Object(Default::default()),

@@ -217,7 +217,7 @@ fn check(line: Line, batch_dir: &Path) -> Result<Request, FieldProblem> {
         return Err(field("to")("give at least one recipient".into()));
     }
     // Counted before the addresses are parsed: a long list is refused
-    // cheaply, and never reaches the (quadratic) rendering.
+    // cheaply, and by the field it is about.
     let count = line.to.len() + line.cc.len();
     crate::render::check_recipient_count(count, "`to` and `cc` together").map_err(field("to"))?;
     let mailboxes = |name: &'static str, list: &[String]| -> Result<Vec<Mailbox>, FieldProblem> {
