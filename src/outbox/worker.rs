@@ -336,9 +336,8 @@ fn deliver_and_record(shared: &Shared, claimed: Claimed) {
         .with_current(&mut |prepared, transports, generation| {
             tried_under_a_config = true;
             let (tried, transport, copy) = attempt(prepared, transports, generation, &claimed);
-            let sent = matches!(tried, Tried::Sent { .. });
             record(shared, &claimed, &tried, transport, copy.is_some(), started);
-            if let (true, Some(copy)) = (sent, copy) {
+            if let Some(copy) = copy {
                 store_copy(shared, transports, &claimed, &copy);
             }
         });
@@ -511,7 +510,7 @@ fn decide(
 
 /// Resolves the message's transport under the serving configuration and
 /// hands the stored bytes to it. Returns the outcome, the transport used
-/// and where its copy goes, if the profile keeps one.
+/// and, once sent, where its copy goes if the profile keeps one.
 fn attempt(
     prepared: &Prepared,
     transports: &Transports,
@@ -566,6 +565,9 @@ fn attempt(
             error: report::one_line(&error.to_string()),
         },
     };
-    let copy = resolution.effective.copy_to_sent.map(|c| c.into_owned());
+    let copy = match tried {
+        Tried::Sent { .. } => resolution.effective.copy_to_sent.map(|c| c.into_owned()),
+        Tried::Failed { .. } => None,
+    };
     (tried, Some(transport), copy)
 }
