@@ -760,17 +760,19 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
         notes,
         "a file that is not an outbox is left alone"
     );
-    let directory = run(mailrules()
-        .arg("--outbox")
-        .arg(dir.path())
-        .args(["outbox", "list"]));
-    assert_eq!(directory.code, 2, "{}", directory.stderr);
-    assert!(
-        directory
-            .stderr
-            .contains("is a directory, not an outbox file"),
-        "{}",
-        directory.stderr
+    // `mailrules --config EXAMPLE --outbox FILE ARGS...` must exit 2 saying `says`.
+    let refused = |outbox: &Path, args: &[&str], says: &str| {
+        let result = run(mailrules()
+            .args(["--config", EXAMPLE, "--outbox"])
+            .arg(outbox)
+            .args(args));
+        assert_eq!(result.code, 2, "{args:?}: {}", result.stderr);
+        assert!(result.stderr.contains(says), "{args:?}: {}", result.stderr);
+    };
+    refused(
+        dir.path(),
+        &["outbox", "list"],
+        "is a directory, not an outbox file",
     );
     // Another program's SQLite database is neither read nor taken over,
     // also not by a command that makes a new outbox.
@@ -782,17 +784,10 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
     }
     let before = std::fs::read(&foreign).unwrap();
     for command in [&["outbox", "list"][..], &["outbox", "deliver"][..]] {
-        let taken = run(mailrules()
-            .args(["--config", EXAMPLE, "--outbox"])
-            .arg(&foreign)
-            .args(command));
-        assert_eq!(taken.code, 2, "{command:?}: {}", taken.stderr);
-        assert!(
-            taken
-                .stderr
-                .contains("is an SQLite database, but not a mailrules outbox"),
-            "{command:?}: {}",
-            taken.stderr
+        refused(
+            &foreign,
+            command,
+            "is an SQLite database, but not a mailrules outbox",
         );
     }
     assert_eq!(std::fs::read(&foreign).unwrap(), before, "left as it was");
@@ -800,50 +795,31 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
     let victim = dir.path().join("victim.txt");
     std::fs::write(&victim, "IMPORTANT\n").unwrap();
     std::os::unix::fs::symlink(&victim, dir.path().join("locked.db.lock")).unwrap();
-    let planted = run(mailrules()
-        .args(["--config", EXAMPLE, "--outbox"])
-        .arg(dir.path().join("locked.db"))
-        .args(["outbox", "deliver"]));
-    assert_eq!(planted.code, 2, "{}", planted.stderr);
-    assert!(
-        planted.stderr.contains("not a symlink"),
-        "{}",
-        planted.stderr
+    refused(
+        &dir.path().join("locked.db"),
+        &["outbox", "deliver"],
+        "not a symlink",
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "IMPORTANT\n");
-    let hammering = run(mailrules()
-        .args(["--config", EXAMPLE, "--outbox"])
-        .arg(dir.path().join("new.db"))
-        .args(["outbox", "deliver", "--retry-delay", "10ms"]));
-    assert_eq!(hammering.code, 2, "{}", hammering.stderr);
-    assert!(
-        hammering.stderr.contains("at least 100ms"),
-        "{}",
-        hammering.stderr
+    let new = dir.path().join("new.db");
+    refused(
+        &new,
+        &["outbox", "deliver", "--retry-delay", "10ms"],
+        "at least 100ms",
     );
-    let expires_first = run(mailrules()
-        .args(["--config", EXAMPLE, "--outbox"])
-        .arg(dir.path().join("new.db"))
-        .args([
+    refused(
+        &new,
+        &[
             "outbox",
             "deliver",
             "--retry-delay",
             "2h",
             "--max-age",
             "1h",
-        ]));
-    assert_eq!(expires_first.code, 2, "{}", expires_first.stderr);
-    assert!(
-        expires_first
-            .stderr
-            .contains("would expire before its first retry"),
-        "{}",
-        expires_first.stderr
+        ],
+        "would expire before its first retry",
     );
-    assert!(
-        !dir.path().join("new.db").exists(),
-        "a refused command makes no outbox"
-    );
+    assert!(!new.exists(), "a refused command makes no outbox");
     let key_alone = run(mailrules().args([
         "--config",
         EXAMPLE,
@@ -867,24 +843,23 @@ fn outbox_commands_without_an_outbox_or_with_a_bad_one_say_what_to_do() {
         "{}",
         key_alone.stderr
     );
-    let spaced_key = run(mailrules()
-        .args(["--config", EXAMPLE, "--outbox"])
-        .arg(dir.path().join("new.db"))
-        .args(["send", "-a", "acme-nl", "-u", "anna", "-p", "sales_invoice"])
-        .args([
+    refused(
+        &new,
+        &[
+            "send",
+            "-a",
+            "acme-nl",
+            "-u",
+            "anna",
+            "-p",
+            "sales_invoice",
             "--to",
             "k@example.com",
             "--queue",
             "--idempotency-key",
             "F 1",
-        ]));
-    assert_eq!(spaced_key.code, 2, "{}", spaced_key.stderr);
-    assert!(
-        spaced_key
-            .stderr
-            .contains("printable ASCII characters without spaces"),
-        "{}",
-        spaced_key.stderr
+        ],
+        "printable ASCII characters without spaces",
     );
 }
 
